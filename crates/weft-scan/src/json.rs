@@ -85,6 +85,16 @@ pub struct JsonStr<'a> {
 }
 
 impl<'a> JsonStr<'a> {
+    /// Wraps text that was between a JSON string's quotes. Meant for text the
+    /// tokenizer accepted; anything else decodes without panicking, keeping
+    /// malformed escapes as written.
+    pub fn from_raw(raw: &'a str) -> Self {
+        Self {
+            raw,
+            escaped: raw.contains('\\'),
+        }
+    }
+
     /// The text between the quotes, escapes left as written.
     pub fn raw(&self) -> &'a str {
         self.raw
@@ -110,35 +120,35 @@ impl<'a> JsonStr<'a> {
         let b = self.raw.as_bytes();
         let mut i = 0;
         let mut run = 0;
-        while i < b.len() {
-            if b[i] != b'\\' {
-                i += 1;
-                continue;
-            }
+        while let Some(off) = memchr::memchr(b'\\', &b[i..]) {
+            i += off;
             out.push_str(&self.raw[run..i]);
-            let c = match b[i + 1] {
-                b'"' => '"',
-                b'\\' => '\\',
-                b'/' => '/',
-                b'b' => '\u{8}',
-                b'f' => '\u{c}',
-                b'n' => '\n',
-                b'r' => '\r',
-                b't' => '\t',
-                _ => {
-                    let hi = hex4(&b[i + 2..i + 6]).unwrap_or(0xFFFD);
-                    if (0xD800..0xDC00).contains(&hi) {
-                        let lo = hex4(&b[i + 8..i + 12]).unwrap_or(0xDC00);
-                        i += 6;
-                        let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                        char::from_u32(cp).unwrap_or('\u{FFFD}')
-                    } else {
-                        char::from_u32(hi).unwrap_or('\u{FFFD}')
+            let (c, len) = match b.get(i + 1) {
+                Some(b'"') => ('"', 2),
+                Some(b'\\') => ('\\', 2),
+                Some(b'/') => ('/', 2),
+                Some(b'b') => ('\u{8}', 2),
+                Some(b'f') => ('\u{c}', 2),
+                Some(b'n') => ('\n', 2),
+                Some(b'r') => ('\r', 2),
+                Some(b't') => ('\t', 2),
+                Some(b'u') => match b.get(i + 2..i + 6).and_then(hex4) {
+                    Some(hi @ 0xD800..=0xDBFF) => {
+                        match (b.get(i + 6..i + 8), b.get(i + 8..i + 12).and_then(hex4)) {
+                            (Some(b"\\u"), Some(lo @ 0xDC00..=0xDFFF)) => {
+                                let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                (char::from_u32(cp).unwrap_or('\u{FFFD}'), 12)
+                            }
+                            _ => ('\u{FFFD}', 6),
+                        }
                     }
-                }
+                    Some(v) => (char::from_u32(v).unwrap_or('\u{FFFD}'), 6),
+                    None => ('\\', 1),
+                },
+                _ => ('\\', 1),
             };
-            i += if b[i + 1] == b'u' { 6 } else { 2 };
             out.push(c);
+            i += len;
             run = i;
         }
         out.push_str(&self.raw[run..]);
@@ -160,6 +170,12 @@ pub struct JsonNumber<'a> {
 }
 
 impl<'a> JsonNumber<'a> {
+    /// Wraps a number token the tokenizer accepted (`integer`: no fraction
+    /// or exponent).
+    pub fn from_raw(raw: &'a str, integer: bool) -> Self {
+        Self { raw, integer }
+    }
+
     pub fn raw(&self) -> &'a str {
         self.raw
     }
