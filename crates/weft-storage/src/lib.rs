@@ -1,1 +1,265 @@
-//! weft-storage
+//! weft-storage: the third stage of weft's write path.
+//!
+//! Owns the data directory: Parquet segments in a time-partitioned tree and
+//! the manifest that lists them. `weft-ingest` hands it finished Arrow
+//! batches; `weft-query` reads the manifest and the files. The WAL and write
+//! buffer of the daemon will live here too.
+//!
+//! Layout of a data directory:
+//! ```text
+//! DIR/manifest.json                                   the published segments
+//! DIR/LOCK                                            held by the one writer
+//! DIR/segments/date=2023-11-14/hour=22/000000000001.parquet   table logs
+//! DIR/rejects/date=2023-11-14/hour=22/000000000002.parquet    table rejects
+//! ```
+//! A segment is published by writing a temp file, fsync, rename, fsync of the
+//! directory, and then an atomic manifest update. Files a crash left
+//! unpublished are removed when a writer next opens the directory.
+
+pub mod manifest;
+pub mod segment;
+
+use std::fs::{self, File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow::array::RecordBatch;
+use weft_ingest::model;
+
+pub use manifest::{ColumnType, Manifest, SegmentMeta, Table};
+pub use segment::SegmentOptions;
+
+/// Storage errors. Messages name the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("data directory {0} is in use by another weft process (LOCK is held)")]
+    Locked(PathBuf),
+    #[error("no data directory at {0}")]
+    NotFound(PathBuf),
+    #[error("column {0} is missing from the batch")]
+    MissingColumn(String),
+    #[error("column {column} has type {data_type}, which segments cannot hold")]
+    UnsupportedType { column: String, data_type: String },
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// fsync a directory so a rename or create inside it is durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// An open data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    /// Held for the writer's lifetime; `None` for readers.
+    _lock: Option<File>,
+    manifest: Mutex<Manifest>,
+    options: SegmentOptions,
+}
+
+impl DataDir {
+    /// Opens (creating if needed) a directory to write to. Only one writer
+    /// may hold a directory. Unpublished files left by a crash are removed.
+    pub fn open_writer(root: &Path, options: SegmentOptions) -> Result<Self> {
+        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let lock_path = root.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Locked(root.to_owned())),
+            Err(TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let manifest = Manifest::load(root)?;
+        let dir = Self {
+            root: root.to_owned(),
+            _lock: Some(lock),
+            manifest: Mutex::new(manifest),
+            options,
+        };
+        dir.remove_unpublished()?;
+        Ok(dir)
+    }
+
+    /// Opens an existing directory to read. Takes no lock: the manifest is
+    /// replaced atomically, so a reader always sees a consistent list.
+    pub fn open_reader(root: &Path) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::NotFound(root.to_owned()));
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            _lock: None,
+            manifest: Mutex::new(Manifest::load(root)?),
+            options: SegmentOptions::default(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A snapshot of the manifest.
+    pub fn manifest(&self) -> Manifest {
+        self.lock_manifest().clone()
+    }
+
+    /// Re-reads the manifest from disk (for readers of a live directory).
+    pub fn reload(&self) -> Result<()> {
+        let m = Manifest::load(&self.root)?;
+        *self.lock_manifest() = m;
+        Ok(())
+    }
+
+    pub fn path_of(&self, seg: &SegmentMeta) -> PathBuf {
+        self.root.join(&seg.path)
+    }
+
+    fn lock_manifest(&self) -> std::sync::MutexGuard<'_, Manifest> {
+        self.manifest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes segment files and temp files the manifest does not list.
+    /// Returns how many were removed.
+    pub fn remove_unpublished(&self) -> Result<usize> {
+        let known: std::collections::HashSet<PathBuf> = self
+            .lock_manifest()
+            .segments
+            .iter()
+            .map(|s| self.root.join(&s.path))
+            .collect();
+        let mut removed = 0;
+        for table in [Table::Logs, Table::Rejects] {
+            let mut stack = vec![self.root.join(table.dir())];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if !known.contains(&path) {
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes a `logs` batch as one segment per hour it spans and publishes
+    /// them in one manifest update. `input_bytes` is the size of the input
+    /// the rows came from (shared out by row count).
+    pub fn append(&self, table: Table, batch: &RecordBatch, input_bytes: u64) -> Result<Vec<SegmentMeta>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let time_col = match table {
+            Table::Logs => model::TIMESTAMP,
+            Table::Rejects => model::OBSERVED_AT,
+        };
+        let parts = segment::split_by_hour(batch, time_col)?;
+        let total_rows = batch.num_rows() as u64;
+        let mut metas = Vec::with_capacity(parts.len());
+        for (hour_start, part) in parts {
+            let part = match table {
+                Table::Logs => segment::sort_logs(&part)?,
+                Table::Rejects => part,
+            };
+            let id = {
+                let mut m = self.lock_manifest();
+                let id = m.next_id;
+                m.next_id += 1;
+                id
+            };
+            let rel = partition_path(table, hour_start, id);
+            let path = self.root.join(&rel);
+            let props = segment::properties(&part, table == Table::Logs, &self.options)?;
+            let bytes = segment::write_parquet(&path, &part, props)?;
+            let (min_ts, max_ts) = segment::time_range(&part, time_col)?;
+            let rows = part.num_rows() as u64;
+            metas.push(SegmentMeta {
+                id,
+                table,
+                path: rel,
+                min_ts,
+                max_ts,
+                rows,
+                bytes,
+                input_bytes: input_bytes * rows / total_rows.max(1),
+                columns: Manifest::columns_of(part.schema_ref())?,
+                row_groups: (part.num_rows()).div_ceil(self.options.row_group_rows.max(1)),
+                created_at: now_nanos(),
+            });
+        }
+        let mut m = self.lock_manifest();
+        let mut next = m.clone();
+        next.segments.extend(metas.iter().cloned());
+        next.store(&self.root)?;
+        *m = next;
+        Ok(metas)
+    }
+}
+
+/// `segments/date=YYYY-MM-DD/hour=HH/<id>.parquet`
+fn partition_path(table: Table, hour_start: i64, id: u64) -> String {
+    let secs = hour_start.div_euclid(1_000_000_000);
+    let (y, mo, d) = weft_ingest::time::civil_from_days(secs.div_euclid(86_400));
+    let h = secs.rem_euclid(86_400) / 3600;
+    format!(
+        "{}/date={y:04}-{mo:02}-{d:02}/hour={h:02}/{id:012}.parquet",
+        table.dir()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_paths_are_hive_style_by_hour() {
+        let t = 1_700_000_000_000_000_000; // 2023-11-14T22:13:20Z
+        assert_eq!(
+            partition_path(Table::Logs, t, 7),
+            "segments/date=2023-11-14/hour=22/000000000007.parquet"
+        );
+    }
+}
