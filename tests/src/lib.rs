@@ -1,1 +1,80 @@
-//! test helpers
+//! Helpers for weft's end-to-end tests: find the built `weft` binary, run
+//! it, and run the Python interop scripts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository root")
+        .to_owned()
+}
+
+/// A file under `testdata/`.
+pub fn testdata(name: &str) -> PathBuf {
+    repo_root().join("testdata").join(name)
+}
+
+/// The `weft` binary of this build. `cargo test --workspace` builds every
+/// workspace binary before it runs tests, into the directory above the one
+/// holding this test executable.
+pub fn weft_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join(format!("weft{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not built: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `weft` with `args` and returns its output.
+pub fn weft(args: &[&str]) -> Output {
+    Command::new(weft_bin())
+        .args(args)
+        .output()
+        .expect("weft runs")
+}
+
+/// Runs `weft`, asserting success; returns stdout.
+pub fn weft_ok(args: &[&str]) -> String {
+    let out = weft(args);
+    assert!(
+        out.status.success(),
+        "weft {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// The Python interpreter the interop tests use (`WEFT_PYTHON`, else python3).
+pub fn python() -> String {
+    std::env::var("WEFT_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Runs a script from `tests/python/` with `args`, asserting success; returns stdout.
+pub fn python_script(script: &str, args: &[&str]) -> String {
+    let path = repo_root().join("tests/python").join(script);
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        path.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}

@@ -187,7 +187,11 @@ impl Aliases {
         let base = self.level.len();
         add(&self.level_otel, Role::Level(NumericScheme::Otel), base);
         let base = base + self.level_otel.len();
-        add(&self.level_logback, Role::Level(NumericScheme::Logback), base);
+        add(
+            &self.level_logback,
+            Role::Level(NumericScheme::Logback),
+            base,
+        );
         let base = base + self.level_logback.len();
         add(&self.level_syslog, Role::Level(NumericScheme::Syslog), base);
         add(&self.message, Role::Message, 0);

@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-};
+use arrow::array::{Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::DataType;
 
 /// Largest integer magnitude every f64 holds exactly.

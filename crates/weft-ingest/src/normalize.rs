@@ -30,7 +30,7 @@ use crate::dynamic::{DynColumn, Val};
 use crate::level;
 use crate::model::{self, Core, LEVELS};
 use crate::registry::FieldRegistry;
-use crate::reject::{RejectBatch, Reason};
+use crate::reject::{Reason, RejectBatch};
 use crate::time::{self, EpochUnit, Parsed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,13 +419,11 @@ impl BatchBuilder {
                 Some(info) => info,
                 None => {
                     let role = self.roles.get(path).copied();
-                    self.paths
-                        .entry(Box::from(path))
-                        .or_insert(PathInfo {
-                            role,
-                            slot: Slot::Undecided,
-                            seen_row: usize::MAX,
-                        })
+                    self.paths.entry(Box::from(path)).or_insert(PathInfo {
+                        role,
+                        slot: Slot::Undecided,
+                        seen_row: usize::MAX,
+                    })
                 }
             };
             let first = info.seen_row != row;
@@ -440,9 +438,11 @@ impl BatchBuilder {
         // its own column or to `_extra`.
         self.extra_buf.clear();
         for i in 0..self.walk.leaves.len() {
-            let consumed = self.choices.iter().flatten().any(|c| {
-                c.leaf == i && !matches!(c.value, CoreVal::Derived(..))
-            });
+            let consumed = self
+                .choices
+                .iter()
+                .flatten()
+                .any(|c| c.leaf == i && !matches!(c.value, CoreVal::Derived(..)));
             if !consumed {
                 let leaf = self.walk.leaves[i].clone();
                 self.write_dynamic(row, &leaf, line);
@@ -736,7 +736,11 @@ fn offer(
             }
         }
         (Role::Level(scheme), Kind::Num { integer: true }) => {
-            if let Some(l) = text.parse().ok().and_then(|v| level::from_number(v, scheme)) {
+            if let Some(l) = text
+                .parse()
+                .ok()
+                .and_then(|v| level::from_number(v, scheme))
+            {
                 put(Core::Level, CoreVal::Level(l));
             }
         }
@@ -744,7 +748,10 @@ fn offer(
             if let Some((trace, span)) = parse_traceparent(text) {
                 let at = leaf.value.start;
                 if let Some(t) = trace {
-                    put(Core::CorrelationId, CoreVal::Derived(at + t.start, at + t.end));
+                    put(
+                        Core::CorrelationId,
+                        CoreVal::Derived(at + t.start, at + t.end),
+                    );
                 }
                 if let Some(s) = span {
                     put(Core::SpanId, CoreVal::Derived(at + s.start, at + s.end));
@@ -772,10 +779,13 @@ fn offer(
     }
 }
 
+/// Byte ranges of a traceparent's trace id and parent id, each absent when all zero.
+pub(crate) type TraceParent = (Option<Range<usize>>, Option<Range<usize>>);
+
 /// Splits a W3C traceparent `vv-<32 hex trace id>-<16 hex parent id>-ff` into
 /// the byte ranges of its trace id and parent id. An all-zero id is invalid
 /// and left out; a malformed header gives `None`.
-pub(crate) fn parse_traceparent(s: &str) -> Option<(Option<Range<usize>>, Option<Range<usize>>)> {
+pub(crate) fn parse_traceparent(s: &str) -> Option<TraceParent> {
     let b = s.as_bytes();
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;

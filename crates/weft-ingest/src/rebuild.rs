@@ -60,7 +60,10 @@ fn text_at(col: &ArrayRef, row: usize) -> Result<Option<String>> {
     } else {
         cast(&one, &DataType::Utf8)?
     };
-    let s = s.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
+    let s = s
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to utf8");
     Ok(Some(s.value(0).to_owned()))
 }
 
@@ -109,7 +112,8 @@ impl Extra {
         impl<'a> Collect<'a> {
             fn leaf(&mut self, raw: &str) {
                 if self.depth == 1 {
-                    self.out.push((std::mem::take(&mut self.key), raw.to_owned(), false));
+                    self.out
+                        .push((std::mem::take(&mut self.key), raw.to_owned(), false));
                 }
             }
         }
@@ -160,7 +164,10 @@ impl Extra {
     }
 
     fn take(&mut self, key: &str) -> Option<String> {
-        let e = self.entries.iter_mut().find(|(k, _, used)| !*used && k == key)?;
+        let e = self
+            .entries
+            .iter_mut()
+            .find(|(k, _, used)| !*used && k == key)?;
         e.2 = true;
         Some(e.1.clone())
     }
@@ -190,12 +197,10 @@ impl Writer<'_> {
         }
         let path = self.path.clone();
         let from_column = !model::is_reserved(&path) && !self.taken.contains(&path);
-        if from_column {
-            if let Some(text) = self.row.text(&path)? {
-                self.taken.push(path);
-                self.emit_text(&text, code);
-                return Ok(());
-            }
+        if from_column && let Some(text) = self.row.text(&path)? {
+            self.taken.push(path);
+            self.emit_text(&text, code);
+            return Ok(());
         }
         match self.extra.take(&path) {
             Some(raw) => {
@@ -226,7 +231,9 @@ impl Writer<'_> {
                     .column_by_name(model::TIMESTAMP)
                     .ok_or(Error::MissingColumn(model::TIMESTAMP))?;
                 let col = cast(col, &model::timestamp_type())?;
-                let ns = col.as_primitive::<TimestampNanosecondType>().value(self.row.row);
+                let ns = col
+                    .as_primitive::<TimestampNanosecondType>()
+                    .value(self.row.row);
                 let d = detail.as_bytes();
                 let unit = d.get(1).copied().and_then(EpochUnit::from_code);
                 match (d.first(), unit) {

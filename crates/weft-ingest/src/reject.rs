@@ -31,7 +31,10 @@ impl fmt::Display for Reason {
             Reason::NotJson => f.write_str("not JSON: a record must be a JSON object"),
             Reason::Json(e) => write!(f, "invalid JSON: {e}"),
             Reason::TooLong { len, max } => {
-                write!(f, "line of {len} bytes is longer than the {max}-byte limit; first {max} bytes kept")
+                write!(
+                    f,
+                    "line of {len} bytes is longer than the {max}-byte limit; first {max} bytes kept"
+                )
             }
         }
     }
@@ -105,8 +108,8 @@ impl RejectBatch {
         if self.observed.is_empty() {
             return None;
         }
-        let observed = TimestampNanosecondArray::from(std::mem::take(&mut self.observed))
-            .with_timezone("UTC");
+        let observed =
+            TimestampNanosecondArray::from(std::mem::take(&mut self.observed)).with_timezone("UTC");
         let arrays: Vec<ArrayRef> = vec![
             Arc::new(observed),
             Arc::new(self.source.finish()),

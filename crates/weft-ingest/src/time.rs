@@ -397,8 +397,14 @@ mod tests {
         assert_eq!(text("2023-11-14 22:13:20"), Some(s));
         assert_eq!(text("2023-11-14T22:13:20.123Z"), Some(s + 123_000_000));
         assert_eq!(text("2023-11-14T22:13:20,5"), Some(s + 500_000_000));
-        assert_eq!(text("2023-11-14T22:13:20.123456789Z"), Some(s + 123_456_789));
-        assert_eq!(text("2023-11-14T22:13:20.1234567891Z"), Some(s + 123_456_789));
+        assert_eq!(
+            text("2023-11-14T22:13:20.123456789Z"),
+            Some(s + 123_456_789)
+        );
+        assert_eq!(
+            text("2023-11-14T22:13:20.1234567891Z"),
+            Some(s + 123_456_789)
+        );
         assert_eq!(text("2023-11-15T00:13:20+02:00"), Some(s));
         assert_eq!(text("2023-11-15T00:13:20+0200"), Some(s));
         assert_eq!(text("2023-11-14T21:13:20-01"), Some(s));
@@ -430,7 +436,10 @@ mod tests {
         let (ns, unit) = from_epoch_float(1_700_000_000.123456).unwrap();
         assert_eq!(unit, EpochUnit::Seconds);
         assert!((ns - (s + 123_456_000)).abs() < 1_000, "{ns}");
-        assert_eq!(from_epoch_float(1_700_000_000.25), Some((s + 250_000_000, unit)));
+        assert_eq!(
+            from_epoch_float(1_700_000_000.25),
+            Some((s + 250_000_000, unit))
+        );
         assert_eq!(text("1700000000123"), Some(s + 123_000_000));
         assert_eq!(from_epoch_float(f64::NAN), None);
         assert_eq!(from_epoch_float(1e30), None);

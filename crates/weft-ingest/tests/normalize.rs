@@ -71,24 +71,67 @@ fn house_styles_fill_core_columns() {
     let logs = logs.unwrap();
     assert_eq!(logs.num_rows(), 7);
     let want = [
-        ("checkout-go", "info", "charged", "4bf92f3577b34da6a3ce929d0e0e4736", S + 500_000_000),
-        ("cart-node", "error", "cart failed", "4bf92f3577b34da6a3ce929d0e0e4736", S + 123_000_000),
+        (
+            "checkout-go",
+            "info",
+            "charged",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            S + 500_000_000,
+        ),
+        (
+            "cart-node",
+            "error",
+            "cart failed",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            S + 123_000_000,
+        ),
         ("billing-py", "warn", "billed", "c-1", S + 1_000),
         ("orders-java", "error", "boom", "t-9", S + 123_000_000),
         ("inventory-rs", "debug", "reserved", "r-7", S + 123_456_789),
         ("edge-nginx", "", "", "n-1", S),
-        ("payments-otel", "info", "paid", "4bf92f3577b34da6a3ce929d0e0e4736", S),
+        (
+            "payments-otel",
+            "info",
+            "paid",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            S,
+        ),
     ];
     for (row, (service, level, msg, id, t)) in want.iter().enumerate() {
-        assert_eq!(text(&logs, "service", row).as_deref(), Some(*service), "row {row}");
-        assert_eq!(text(&logs, "level", row).unwrap_or_default(), *level, "row {row}");
-        assert_eq!(text(&logs, "message", row).unwrap_or_default(), *msg, "row {row}");
-        assert_eq!(text(&logs, "correlation_id", row).as_deref(), Some(*id), "row {row}");
+        assert_eq!(
+            text(&logs, "service", row).as_deref(),
+            Some(*service),
+            "row {row}"
+        );
+        assert_eq!(
+            text(&logs, "level", row).unwrap_or_default(),
+            *level,
+            "row {row}"
+        );
+        assert_eq!(
+            text(&logs, "message", row).unwrap_or_default(),
+            *msg,
+            "row {row}"
+        );
+        assert_eq!(
+            text(&logs, "correlation_id", row).as_deref(),
+            Some(*id),
+            "row {row}"
+        );
         assert_eq!(ts(&logs, row), *t, "row {row}");
-        assert_eq!(text(&logs, "timestamp_inferred", row).as_deref(), Some("false"));
+        assert_eq!(
+            text(&logs, "timestamp_inferred", row).as_deref(),
+            Some("false")
+        );
     }
-    assert_eq!(text(&logs, "span_id", 0).as_deref(), Some("00f067aa0ba902b7"));
-    assert_eq!(text(&logs, "span_id", 6).as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(
+        text(&logs, "span_id", 0).as_deref(),
+        Some("00f067aa0ba902b7")
+    );
+    assert_eq!(
+        text(&logs, "span_id", 6).as_deref(),
+        Some("00f067aa0ba902b7")
+    );
     assert_eq!(text(&logs, "host", 1).as_deref(), Some("node-3"));
     assert_eq!(text(&logs, "host", 6).as_deref(), Some("pay-2"));
     // Fields that fed no core column keep their own typed columns.
@@ -109,11 +152,17 @@ fn house_styles_fill_core_columns() {
 
 #[test]
 fn missing_or_bad_time_uses_receive_time_and_says_so() {
-    let (logs, _) = run(&[r#"{"msg":"no time"}"#, r#"{"msg":"bad","time":"yesterday"}"#]);
+    let (logs, _) = run(&[
+        r#"{"msg":"no time"}"#,
+        r#"{"msg":"bad","time":"yesterday"}"#,
+    ]);
     let logs = logs.unwrap();
     for row in 0..2 {
         assert_eq!(ts(&logs, row), OBSERVED);
-        assert_eq!(text(&logs, "timestamp_inferred", row).as_deref(), Some("true"));
+        assert_eq!(
+            text(&logs, "timestamp_inferred", row).as_deref(),
+            Some("true")
+        );
     }
     // The unparsable value is not lost: `time` is reserved for nothing, so it has a column.
     assert_eq!(text(&logs, "time", 1).as_deref(), Some("yesterday"));
@@ -141,10 +190,16 @@ fn bad_lines_are_rejected_with_reasons_and_the_rest_kept() {
     assert_eq!(logs.unwrap().num_rows(), 2);
     let rejects = rejects.unwrap();
     assert_eq!(rejects.num_rows(), 5);
-    let reasons: Vec<String> = (0..5).map(|r| text(&rejects, "reason", r).unwrap()).collect();
+    let reasons: Vec<String> = (0..5)
+        .map(|r| text(&rejects, "reason", r).unwrap())
+        .collect();
     assert_eq!(reasons[0], "not JSON: a record must be a JSON object");
     assert_eq!(reasons[1], "not a JSON object: the line is an array");
-    assert!(reasons[2].starts_with("invalid JSON: unexpected end of input"), "{}", reasons[2]);
+    assert!(
+        reasons[2].starts_with("invalid JSON: unexpected end of input"),
+        "{}",
+        reasons[2]
+    );
     assert_eq!(reasons[3], "invalid UTF-8 at byte 12");
     assert_eq!(reasons[4], "not a JSON object: the line is a string");
     let line_nos: Vec<String> = (0..5).map(|r| text(&rejects, "line", r).unwrap()).collect();
@@ -162,8 +217,14 @@ fn conflicting_types_widen_and_nothing_is_dropped() {
         r#"{"n":3}"#,
     ]);
     let logs = logs.unwrap();
-    assert_eq!(logs.column_by_name("n").unwrap().data_type(), &DataType::Float64);
-    assert_eq!(logs.column_by_name("f").unwrap().data_type(), &DataType::Utf8);
+    assert_eq!(
+        logs.column_by_name("n").unwrap().data_type(),
+        &DataType::Float64
+    );
+    assert_eq!(
+        logs.column_by_name("f").unwrap().data_type(),
+        &DataType::Utf8
+    );
     assert_eq!(text(&logs, "f", 0).as_deref(), Some("1"));
     assert_eq!(text(&logs, "s", 0).as_deref(), Some("true"));
     assert_eq!(text(&logs, "s", 1).as_deref(), Some("3"));
@@ -235,11 +296,18 @@ fn traceparent_feeds_ids_unless_zero_or_malformed() {
     let span = |r| text(&logs, "span_id", r);
     assert_eq!(id(0).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     assert_eq!(span(0).as_deref(), Some("00f067aa0ba902b7"));
-    assert_eq!((id(1), span(1).as_deref()), (None, Some("00f067aa0ba902b7")));
+    assert_eq!(
+        (id(1), span(1).as_deref()),
+        (None, Some("00f067aa0ba902b7"))
+    );
     assert_eq!((id(2).is_some(), span(2)), (true, None));
     assert_eq!((id(3), span(3)), (None, None));
     assert_eq!((id(4), span(4)), (None, None), "uppercase hex is malformed");
-    assert_eq!(id(5).as_deref(), Some("explicit"), "explicit id wins over traceparent");
+    assert_eq!(
+        id(5).as_deref(),
+        Some("explicit"),
+        "explicit id wins over traceparent"
+    );
     for row in 0..6 {
         assert!(text(&logs, "traceparent", row).is_some(), "kept as a field");
     }
@@ -294,8 +362,16 @@ fn leaf() -> impl Strategy<Value = Value> {
             .prop_map(Value::from),
         "[a-zé \"\\\\\n\t😀]{0,10}".prop_map(Value::String),
         prop::sample::select(vec![
-            "INFO", "warning", "ERR", "debug", "banana", "30",
-            "2023-11-14T22:13:20.123Z", "2023-11-15T00:13:20+02:00", "yesterday", "1700000000",
+            "INFO",
+            "warning",
+            "ERR",
+            "debug",
+            "banana",
+            "30",
+            "2023-11-14T22:13:20.123Z",
+            "2023-11-15T00:13:20+02:00",
+            "yesterday",
+            "1700000000",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ])
         .prop_map(|s| Value::String(s.into())),
@@ -308,9 +384,29 @@ fn leaf() -> impl Strategy<Value = Value> {
 
 fn key() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "ts", "time", "timestamp", "level", "severity_number", "msg", "message", "event",
-        "trace_id", "reqId", "span_id", "service", "host", "traceparent", "a", "b", "a.b",
-        "x", "q\"k", "observed_at", "_shape", "name", "fields",
+        "ts",
+        "time",
+        "timestamp",
+        "level",
+        "severity_number",
+        "msg",
+        "message",
+        "event",
+        "trace_id",
+        "reqId",
+        "span_id",
+        "service",
+        "host",
+        "traceparent",
+        "a",
+        "b",
+        "a.b",
+        "x",
+        "q\"k",
+        "observed_at",
+        "_shape",
+        "name",
+        "fields",
     ])
     .prop_map(String::from)
 }
@@ -344,8 +440,7 @@ fn instant(v: &Value) -> Option<i64> {
 fn same(orig: &Value, back: &Value) -> bool {
     match (orig, back) {
         (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
         }
         (a, b) if a == b => true,
         (Value::Number(a), Value::Number(b))

@@ -188,7 +188,12 @@ impl DataDir {
     /// Writes a `logs` batch as one segment per hour it spans and publishes
     /// them in one manifest update. `input_bytes` is the size of the input
     /// the rows came from (shared out by row count).
-    pub fn append(&self, table: Table, batch: &RecordBatch, input_bytes: u64) -> Result<Vec<SegmentMeta>> {
+    pub fn append(
+        &self,
+        table: Table,
+        batch: &RecordBatch,
+        input_bytes: u64,
+    ) -> Result<Vec<SegmentMeta>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }

@@ -67,9 +67,7 @@ impl ColumnType {
             DataType::Utf8 => ColumnType::Utf8,
             DataType::Dictionary(_, v) if **v == DataType::Utf8 => ColumnType::DictUtf8,
             DataType::Binary => ColumnType::Binary,
-            DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _) => {
-                ColumnType::Timestamp
-            }
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _) => ColumnType::Timestamp,
             _ => return None,
         })
     }

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{SortColumn, SortOptions, filter_record_batch, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, filter_record_batch, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::TimestampNanosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -158,7 +160,11 @@ fn base_properties(
 
 /// Properties for a `logs` segment (sorted, bloom filter on the id) or a
 /// `rejects` segment.
-pub fn properties(batch: &RecordBatch, logs: bool, opts: &SegmentOptions) -> Result<WriterProperties> {
+pub fn properties(
+    batch: &RecordBatch,
+    logs: bool,
+    opts: &SegmentOptions,
+) -> Result<WriterProperties> {
     if logs {
         logs_properties(batch, opts)
     } else {

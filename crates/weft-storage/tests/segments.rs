@@ -42,8 +42,16 @@ fn lines() -> Vec<String> {
         // Three hours: 22:xx, 23:xx on the 14th, 00:xx on the 15th.
         let hour = i / 100;
         let ts = format!("2023-11-14T{:02}:10:{:02}Z", 22 + hour, i % 60).replace("T24", "T00");
-        let ts = if hour == 2 { ts.replace("2023-11-14", "2023-11-15") } else { ts };
-        let id = if i % 7 == 0 { String::new() } else { format!(",\"trace_id\":\"id-{:03}\"", i % 40) };
+        let ts = if hour == 2 {
+            ts.replace("2023-11-14", "2023-11-15")
+        } else {
+            ts
+        };
+        let id = if i % 7 == 0 {
+            String::new()
+        } else {
+            format!(",\"trace_id\":\"id-{:03}\"", i % 40)
+        };
         out.push(format!(
             r#"{{"ts":"{ts}","service":"{svc}","msg":"line {i} caf\u00e9","n":{i}{id}}}"#
         ));
@@ -60,9 +68,18 @@ fn segments_are_partitioned_by_hour_sorted_and_published_in_the_manifest() {
     let metas = data.append(Table::Logs, &logs, 12_345).unwrap();
     assert_eq!(metas.len(), 3, "one segment per hour");
     let paths: Vec<&str> = metas.iter().map(|m| m.path.as_str()).collect();
-    assert!(paths[0].starts_with("segments/date=2023-11-14/hour=22/"), "{paths:?}");
-    assert!(paths[1].starts_with("segments/date=2023-11-14/hour=23/"), "{paths:?}");
-    assert!(paths[2].starts_with("segments/date=2023-11-15/hour=00/"), "{paths:?}");
+    assert!(
+        paths[0].starts_with("segments/date=2023-11-14/hour=22/"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[1].starts_with("segments/date=2023-11-14/hour=23/"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[2].starts_with("segments/date=2023-11-15/hour=00/"),
+        "{paths:?}"
+    );
     assert_eq!(metas.iter().map(|m| m.rows).sum::<u64>(), 300);
 
     // A reader sees exactly what the writer published.
@@ -76,32 +93,57 @@ fn segments_are_partitioned_by_hour_sorted_and_published_in_the_manifest() {
         let b = read(&path);
         assert_eq!(b.num_rows() as u64, m.rows);
         // Sorted by service, then correlation_id (nulls last), then timestamp.
-        let svc = arrow::compute::cast(b.column_by_name("service").unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+        let svc = arrow::compute::cast(
+            b.column_by_name("service").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
         let svc = svc.as_string::<i32>();
-        let id = b.column_by_name("correlation_id").unwrap().as_string::<i32>();
+        let id = b
+            .column_by_name("correlation_id")
+            .unwrap()
+            .as_string::<i32>();
         for r in 1..b.num_rows() {
             let a = (svc.value(r - 1), id.is_null(r - 1), id.value(r - 1));
             let c = (svc.value(r), id.is_null(r), id.value(r));
             assert!(a <= c, "row {r}: {a:?} > {c:?}");
         }
-        let ts = b.column_by_name(model::TIMESTAMP).unwrap().as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let ts = b
+            .column_by_name(model::TIMESTAMP)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(arrow::compute::min(ts), Some(m.min_ts));
         assert_eq!(arrow::compute::max(ts), Some(m.max_ts));
         // The bloom filter on correlation_id is there.
         let file = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
         let md = file.metadata();
-        let id_col = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == "correlation_id").unwrap();
+        let id_col = md
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == "correlation_id")
+            .unwrap();
         for rg in md.row_groups() {
             assert!(rg.column(id_col).bloom_filter_offset().is_some());
-            assert!(rg.column(id_col).column_index_offset().is_some(), "page index written");
+            assert!(
+                rg.column(id_col).column_index_offset().is_some(),
+                "page index written"
+            );
         }
         for r in 0..b.num_rows() {
             rebuilt.push(rebuild(&b, r).unwrap());
         }
     }
     // Every record comes back, exactly once.
-    let mut want: Vec<serde_json::Value> = input.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let mut got: Vec<serde_json::Value> = rebuilt.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut want: Vec<serde_json::Value> = input
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut got: Vec<serde_json::Value> = rebuilt
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let key = |v: &serde_json::Value| v["n"].as_i64().unwrap();
     want.sort_by_key(key);
     got.sort_by_key(key);
@@ -115,9 +157,16 @@ fn rejects_go_to_their_own_table() {
     let (_, rejects) = batch(&["{\"ok\":1}".into(), "not json".into()]);
     let metas = data.append(Table::Rejects, &rejects.unwrap(), 9).unwrap();
     assert_eq!(metas.len(), 1);
-    assert!(metas[0].path.starts_with("rejects/date=2023-11-14/hour=22/"));
+    assert!(
+        metas[0]
+            .path
+            .starts_with("rejects/date=2023-11-14/hour=22/")
+    );
     let b = read(&data.path_of(&metas[0]));
-    assert_eq!(b.column_by_name("raw").unwrap().as_binary::<i32>().value(0), b"not json");
+    assert_eq!(
+        b.column_by_name("raw").unwrap().as_binary::<i32>().value(0),
+        b"not json"
+    );
 }
 
 #[test]
@@ -150,7 +199,10 @@ fn unpublished_files_are_removed_on_open() {
     assert!(!part.join(".000000000100.parquet.tmp").exists());
     let m = data.manifest();
     assert_eq!(m.segments.len(), 1);
-    assert!(data.path_of(&m.segments[0]).exists(), "published segment kept");
+    assert!(
+        data.path_of(&m.segments[0]).exists(),
+        "published segment kept"
+    );
 }
 
 #[test]

@@ -1,1 +1,114 @@
-fn main() {}
+//! The `weft` binary: parses the command line and wires the library crates
+//! together. No logic of its own beyond that.
+
+mod config;
+mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use weft_ingest::Defaults;
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Structured-log ingestion and query engine"
+)]
+struct Cli {
+    /// TOML config file (see weft.example.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import NDJSON files (plain, gzip or zstd) into a data directory, offline.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Files to import; `-` reads standard input.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// Data directory [default: ./weft-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Exit with status 1 when any line was rejected (rejected lines are still kept in `rejects`).
+    #[arg(long)]
+    strict: bool,
+    /// `service` for records that name none.
+    #[arg(long)]
+    service: Option<String>,
+    /// `host` for records that name none.
+    #[arg(long)]
+    host: Option<String>,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn cmd_import(cfg: Config, args: ImportArgs) -> Result<ExitCode> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = import::ImportOptions {
+        data: cfg.data_dir(args.data),
+        inputs: args.inputs,
+        normalizer: cfg.normalizer,
+        segments: cfg.segments,
+        defaults: Defaults {
+            service: args.service,
+            host: args.host,
+        },
+        max_line: cfg.import.max_line_bytes,
+        block_size: weft_scan::lines::DEFAULT_BLOCK_SIZE,
+        flush_rows: cfg.import.flush_rows,
+        flush_bytes: cfg.import.flush_bytes,
+        threads,
+        progress: !args.quiet && !args.json,
+    };
+    let summary = import::run(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", import::render(&summary));
+    }
+    if args.strict && summary.rejected > 0 {
+        eprintln!(
+            "weft: {} line(s) rejected and --strict is set",
+            summary.rejected
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
+        Command::Import(args) => cmd_import(cfg, args),
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
