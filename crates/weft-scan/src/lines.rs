@@ -162,13 +162,28 @@ impl<R: Read> BlockReader<R> {
 
     /// Reads until at least `want` bytes are buffered, the buffer is at
     /// capacity, or the stream ends.
+    ///
+    /// The first call does not return before the BOM question is settled (3
+    /// bytes seen or end of stream; the capacity is never smaller), so nothing
+    /// is searched or handed out before a BOM is dropped, and dropping one
+    /// never leaves the buffer short of `want`, however short the reads are.
     fn fill_to(&mut self, want: usize) -> io::Result<()> {
         let cap = self.capacity();
         if self.buf.len() < cap {
             self.buf.resize(cap, 0);
         }
         let want = want.min(cap);
-        while self.filled < want && !self.eof {
+        loop {
+            if self.at_start && (self.filled >= BOM.len() || self.eof) {
+                self.at_start = false;
+                if self.buf[..self.filled].starts_with(BOM) {
+                    self.buf.copy_within(BOM.len()..self.filled, 0);
+                    self.filled -= BOM.len();
+                }
+            }
+            if self.eof || (self.filled >= want && !self.at_start) {
+                return Ok(());
+            }
             match self.inner.read(&mut self.buf[self.filled..cap]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
@@ -179,14 +194,6 @@ impl<R: Read> BlockReader<R> {
                 Err(e) => return Err(e),
             }
         }
-        if self.at_start && (self.filled >= BOM.len() || self.eof) {
-            self.at_start = false;
-            if self.buf[..self.filled].starts_with(BOM) {
-                self.buf.copy_within(BOM.len()..self.filled, 0);
-                self.filled -= BOM.len();
-            }
-        }
-        Ok(())
     }
 
     /// Reads until a newline is buffered, the buffer is full, or the stream ends.

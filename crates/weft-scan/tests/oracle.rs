@@ -58,7 +58,11 @@ impl<'a> Visitor<'a> for Builder {
     fn number(&mut self, n: JsonNumber<'a>) {
         let v = if let Some(i) = n.as_i64() {
             Value::Number(i.into())
-        } else if let Some(u) = n.is_integer().then(|| n.raw().parse::<u64>().ok()).flatten() {
+        } else if let Some(u) = n
+            .is_integer()
+            .then(|| n.raw().parse::<u64>().ok())
+            .flatten()
+        {
             Value::Number(u.into())
         } else if let Some(f) = n.as_f64() {
             Value::Number(Number::from_f64(f).unwrap())
@@ -84,16 +88,22 @@ fn ours(input: &str, depth: usize) -> Result<(Value, bool), json::Error> {
 
 /// Checks agreement; returns whether the input was accepted.
 fn agree(input: &str) -> bool {
-    // serde_json nests up to 128 levels; use the same limit when comparing.
+    // serde_json accepts 127 levels of nesting; 128 here keeps the inputs
+    // compared (all much shallower) under both limits.
     let theirs = serde_json::from_str::<Value>(input);
     match (ours(input, 128), theirs) {
         (Ok((v, false)), Ok(t)) => {
             assert_eq!(v, t, "values differ for {input:?}");
             true
         }
-        (Ok((_, true)), Ok(t)) => panic!("serde_json accepts an out-of-range number in {input:?}: {t}"),
+        (Ok((_, true)), Ok(t)) => {
+            panic!("serde_json accepts an out-of-range number in {input:?}: {t}")
+        }
         (Ok((_, true)), Err(e)) => {
-            assert!(e.to_string().contains("number out of range"), "{input:?}: {e}");
+            assert!(
+                e.to_string().contains("number out of range"),
+                "{input:?}: {e}"
+            );
             true
         }
         (Err(_), Err(_)) => false,
@@ -260,5 +270,79 @@ proptest! {
     #[test]
     fn arbitrary_json_alphabet_strings_agree(s in "[{}\\[\\]\",:0-9.eE+\\-tfrulsn \\\\a]{0,40}") {
         agree(&s);
+    }
+}
+
+// Regressions found by fuzz/fuzz_targets/line_framer.rs. The BOM check used to
+// wait until 3 bytes were buffered, which a small block size with short reads
+// (a pipe, a socket) can postpone until after `fill_line` has started or a
+// block has been handed out.
+
+mod block_reader_bom {
+    use std::io::{self, Read};
+
+    use weft_scan::lines::{Block, BlockReader};
+
+    /// Hands out at most `chunk` bytes per read, as a pipe may.
+    struct ShortReads<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for ShortReads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.data.len()).min(self.chunk);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn blocks(input: &[u8], block_size: usize, max_line: usize, chunk: usize) -> Vec<Block> {
+        let mut r = BlockReader::new(ShortReads { data: input, chunk }, block_size, max_line);
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block().unwrap() {
+            out.push(b);
+        }
+        assert_eq!(r.bytes_read(), input.len() as u64);
+        out
+    }
+
+    fn lines(blocks: &[Block]) -> Vec<u8> {
+        blocks
+            .iter()
+            .flat_map(|b| match b {
+                Block::Lines { bytes, .. } => bytes.clone(),
+                Block::Oversized { .. } => panic!("unexpected oversized line"),
+            })
+            .collect()
+    }
+
+    /// Fuzz input [1, 1, 97, 0xEF, 0xBB, 0xBF]: a BOM read one byte at a
+    /// time with block size 2 panicked in `fill_line` ("slice index starts at
+    /// 2 but ends at 0"): the strip shifted the buffer under its search offset.
+    #[test]
+    fn block_reader_bom_in_short_reads_does_not_panic() {
+        assert!(blocks(b"\xEF\xBB\xBF", 2, 2, 1).is_empty());
+        for block_size in 1..=4 {
+            for chunk in 1..=4 {
+                let got = lines(&blocks(b"\xEF\xBB\xBFone\ntwo\n", block_size, 8, chunk));
+                assert_eq!(got, b"one\ntwo\n", "block {block_size} chunk {chunk}");
+            }
+        }
+    }
+
+    /// With block size 2 and 2-byte reads, "\n" + BOM + "hello\n" gave one
+    /// block "\n" and then `None`: the BOM after the first line was stripped as
+    /// if at the start, which emptied the buffer and read as end of stream.
+    #[test]
+    fn block_reader_bom_after_first_line_is_data_not_end_of_stream() {
+        let input = b"\n\xEF\xBB\xBFhello\n";
+        for block_size in 1..=4 {
+            for chunk in 1..=4 {
+                let got = lines(&blocks(input, block_size, 16, chunk));
+                assert_eq!(got, input, "block {block_size} chunk {chunk}");
+            }
+        }
     }
 }

@@ -108,7 +108,11 @@ impl<'a> Builder<'a> {
     }
 
     fn open(&mut self, offset: usize, bracket: u8, v: Value) {
-        assert_eq!(self.input.as_bytes()[offset], bracket, "begin offset {offset}");
+        assert_eq!(
+            self.input.as_bytes()[offset],
+            bracket,
+            "begin offset {offset}"
+        );
         self.depth += 1;
         self.max_depth_seen = self.max_depth_seen.max(self.depth);
         let k = self.key.take();
@@ -184,11 +188,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut b = Builder::new(input);
-    let ours = json::parse(input, &mut b, Options { max_depth: MAX_DEPTH });
+    let ours = json::parse(
+        input,
+        &mut b,
+        Options {
+            max_depth: MAX_DEPTH,
+        },
+    );
     let theirs = serde_json::from_str::<Value>(input);
     match (ours, theirs) {
         (Ok(()), theirs) => {
-            assert!(b.stack.is_empty() && b.depth == 0, "unclosed containers on Ok");
+            assert!(
+                b.stack.is_empty() && b.depth == 0,
+                "unclosed containers on Ok"
+            );
             let ours = b.done.take().expect("Ok without a value");
             match theirs {
                 Ok(t) if !b.overflow => {
@@ -200,7 +213,10 @@ fuzz_target!(|data: &[u8]| {
                     let overflow = b.overflow && msg.contains("number out of range");
                     let depth = b.max_depth_seen >= SERDE_DEPTH_LIMIT
                         && msg.contains("recursion limit exceeded");
-                    assert!(overflow || depth, "we accept, serde_json rejects {input:?}: {e}");
+                    assert!(
+                        overflow || depth,
+                        "we accept, serde_json rejects {input:?}: {e}"
+                    );
                 }
             }
         }
