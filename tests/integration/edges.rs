@@ -14,8 +14,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("weft-storage", &["weft-scan", "weft-ingest"]),
     ("weft-query", &["weft-scan", "weft-ingest", "weft-storage"]),
     (
-        "weft",
+        "weft-server",
         &["weft-scan", "weft-ingest", "weft-storage", "weft-query"],
+    ),
+    (
+        "weft",
+        &[
+            "weft-scan",
+            "weft-ingest",
+            "weft-storage",
+            "weft-query",
+            "weft-server",
+        ],
     ),
     (
         "weft-tests",

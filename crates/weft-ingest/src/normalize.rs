@@ -722,7 +722,7 @@ fn offer(
                 if let Some((ns, u)) = time::from_epoch_int(v) {
                     put(Core::Timestamp, CoreVal::Time(ns, TimeForm::EpochInt(u)));
                 }
-            } else if let Some((ns, u)) = n.as_f64().and_then(time::from_epoch_float) {
+            } else if let Some((ns, u)) = time::from_epoch_decimal(text) {
                 put(Core::Timestamp, CoreVal::Time(ns, TimeForm::EpochFloat(u)));
             }
         }

@@ -90,6 +90,37 @@ pub fn from_epoch_float(v: f64) -> Option<(i64, EpochUnit)> {
     Some(((whole as i64) * unit.nanos() + frac, unit))
 }
 
+/// A decimal epoch number as written (`1700000000.001404`), exactly: the
+/// digits are scaled as integers, so no float rounding creeps into the
+/// nanoseconds. Exponent forms fall back to [`from_epoch_float`].
+pub fn from_epoch_decimal(raw: &str) -> Option<(i64, EpochUnit)> {
+    if raw.contains(['e', 'E']) {
+        return from_epoch_float(raw.parse().ok()?);
+    }
+    let (neg, body) = match raw.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, raw),
+    };
+    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let w: i64 = whole.parse().ok()?;
+    let unit = EpochUnit::for_magnitude(w as f64);
+    let per = unit.nanos();
+    // Fraction digits worth keeping: as many as the unit has below it in ns.
+    let keep = per.ilog10() as usize;
+    let mut f: i64 = 0;
+    for (i, d) in frac.bytes().take(keep).enumerate() {
+        f += (d - b'0') as i64 * 10i64.pow((keep - 1 - i) as u32);
+    }
+    let ns = w.checked_mul(per)?.checked_add(f)?;
+    Some((if neg { -ns } else { ns }, unit))
+}
+
 /// Days from 1970-01-01 to the given proleptic Gregorian date.
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -337,8 +368,8 @@ pub fn parse_text(s: &str) -> Option<Parsed> {
         return from_epoch_int(v).map(|(ns, u)| Parsed::EpochText(ns, u));
     }
     if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-        let v: f64 = std::str::from_utf8(b).ok()?.parse().ok()?;
-        return from_epoch_float(v).map(|(ns, u)| Parsed::EpochText(ns, u));
+        return from_epoch_decimal(std::str::from_utf8(b).ok()?)
+            .map(|(ns, u)| Parsed::EpochText(ns, u));
     }
     None
 }

@@ -1,1 +1,260 @@
-//! weft-query
+//! weft-query: the read side. DataFusion over a data directory's segments.
+//!
+//! Sits above `weft-storage` (the manifest and the files) and below the HTTP
+//! server and the CLI, which both go through [`Engine`]. Tables: `logs` and
+//! `rejects` ([`table::SegmentsTable`]). On top: trace reconstruction
+//! ([`trace`]), saved queries ([`saved`]) and result formats ([`format`]).
+//!
+//! Every statement is read-only: DDL, DML, `COPY`, `SET` and other
+//! statements are refused at planning, and no file or URL table function is
+//! registered. Each query runs under a memory pool limit and a timeout.
+
+pub mod format;
+pub mod saved;
+pub mod table;
+pub mod trace;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use weft_storage::{DataDir, Table};
+
+/// Parameter values are DataFusion scalars.
+pub use datafusion::common::ScalarValue;
+
+use crate::table::{IdIndexCache, SegmentsTable};
+
+/// Query errors, by whose fault they are.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL is wrong: syntax, unknown table or column, type errors.
+    #[error("{0}")]
+    BadQuery(String),
+    /// A statement that is not read-only.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("query exceeded its memory limit of {limit} bytes: {detail}")]
+    MemoryLimit { limit: usize, detail: String },
+    #[error("query timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("no saved query named {0:?}")]
+    UnknownQuery(String),
+    #[error("{0}")]
+    BadParam(String),
+    #[error(transparent)]
+    Storage(#[from] weft_storage::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Classifies a DataFusion error: the user's mistake or ours.
+    pub fn from_datafusion(e: DataFusionError, memory_limit: usize) -> Self {
+        match e.find_root() {
+            DataFusionError::Plan(m)
+                if ["DDL", "DML", "Statement"]
+                    .iter()
+                    .any(|k| m.starts_with(&format!("{k} not supported"))) =>
+            {
+                Error::NotAllowed(format!(
+                    "read-only: {m}; only SELECT, EXPLAIN, SHOW and DESCRIBE are allowed"
+                ))
+            }
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => Error::BadQuery(clean(&e)),
+            DataFusionError::ResourcesExhausted(d) => Error::MemoryLimit {
+                limit: memory_limit,
+                detail: d.clone(),
+            },
+            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) => {
+                Error::BadQuery(clean(&e))
+            }
+            _ => Error::Internal(e.to_string()),
+        }
+    }
+
+    /// True when the caller's input is at fault (HTTP 400, CLI usage error).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, Error::Storage(_) | Error::Internal(_))
+    }
+}
+
+/// DataFusion error text without its layers of context prefixes.
+fn clean(e: &DataFusionError) -> String {
+    let s = e.find_root().to_string();
+    for prefix in [
+        "Error during planning: ",
+        "SQL error: ",
+        "Schema error: ",
+        "Execution error: ",
+        "This feature is not implemented: ",
+        "Arrow error: ",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+    s
+}
+
+/// Limits and settings for queries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryOptions {
+    /// Memory one query may hold for sorts, joins and aggregates, in bytes.
+    pub memory_limit: usize,
+    /// Longest a query may run, in seconds.
+    pub timeout_secs: f64,
+    /// Parallelism of a query (0: one per core).
+    pub target_partitions: usize,
+    /// Extra directory of saved `*.sql` queries (added to the built-in ones).
+    pub queries_dir: Option<PathBuf>,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self {
+            memory_limit: 1 << 30,
+            timeout_secs: 60.0,
+            target_partitions: 0,
+            queries_dir: None,
+        }
+    }
+}
+
+impl QueryOptions {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_secs.max(0.001))
+    }
+}
+
+/// A finished query.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub elapsed: Duration,
+}
+
+impl QueryOutput {
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The read side over one data directory.
+#[derive(Debug)]
+pub struct Engine {
+    data: DataDir,
+    options: QueryOptions,
+    ids: Arc<IdIndexCache>,
+}
+
+/// The statements a query may be: reads only.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl Engine {
+    /// Opens `root` for reading. A missing directory is an error; an empty
+    /// one has empty tables.
+    pub fn open(root: &Path, options: QueryOptions) -> Result<Self> {
+        Ok(Self {
+            data: DataDir::open_reader(root)?,
+            options,
+            ids: Arc::default(),
+        })
+    }
+
+    pub fn options(&self) -> &QueryOptions {
+        &self.options
+    }
+
+    pub fn root(&self) -> &Path {
+        self.data.root()
+    }
+
+    /// A session over the current manifest, with this engine's limits.
+    pub fn context(&self) -> Result<SessionContext> {
+        self.data.reload()?;
+        let manifest = self.data.manifest();
+        let parts = match self.options.target_partitions {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(parts);
+        let opts = config.options_mut();
+        opts.execution.parquet.pushdown_filters = true;
+        opts.execution.parquet.reorder_filters = true;
+        opts.execution.parquet.bloom_filter_on_read = true;
+        opts.execution.parquet.enable_page_index = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit)))
+            .build_arc()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for table in [Table::Logs, Table::Rejects] {
+            let provider =
+                SegmentsTable::new(self.data.root(), &manifest, table, Arc::clone(&self.ids));
+            ctx.register_table(table.name(), Arc::new(provider))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Plans and runs one read-only statement with named parameters
+    /// (`$name` in the SQL), under the memory limit and timeout.
+    pub async fn sql(
+        &self,
+        sql: &str,
+        params: HashMap<String, ScalarValue>,
+    ) -> Result<QueryOutput> {
+        let started = Instant::now();
+        let ctx = self.context()?;
+        let limit = self.options.memory_limit;
+        let run = async {
+            let mut df = ctx
+                .sql_with_options(sql, read_only())
+                .await
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            if !params.is_empty() {
+                df = df
+                    .with_param_values(params)
+                    .map_err(|e| Error::from_datafusion(e, limit))?;
+            }
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df
+                .collect()
+                .await
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            Ok::<_, Error>((schema, batches))
+        };
+        let (schema, batches) = tokio::time::timeout(self.options.timeout(), run)
+            .await
+            .map_err(|_| Error::Timeout(self.options.timeout()))??;
+        Ok(QueryOutput {
+            schema,
+            batches,
+            elapsed: started.elapsed(),
+        })
+    }
+}

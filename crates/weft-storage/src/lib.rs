@@ -10,12 +10,14 @@
 //! DIR/manifest.json                                   the published segments
 //! DIR/LOCK                                            held by the one writer
 //! DIR/segments/date=2023-11-14/hour=22/000000000001.parquet   table logs
+//! DIR/segments/date=2023-11-14/hour=22/000000000001.ids       its id index
 //! DIR/rejects/date=2023-11-14/hour=22/000000000002.parquet    table rejects
 //! ```
 //! A segment is published by writing a temp file, fsync, rename, fsync of the
 //! directory, and then an atomic manifest update. Files a crash left
 //! unpublished are removed when a writer next opens the directory.
 
+pub mod idindex;
 pub mod manifest;
 pub mod segment;
 
@@ -42,6 +44,8 @@ pub enum Error {
     Manifest { path: PathBuf, reason: String },
     #[error("data directory {0} is in use by another weft process (LOCK is held)")]
     Locked(PathBuf),
+    #[error("{path} is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
     #[error("no data directory at {0}")]
     NotFound(PathBuf),
     #[error("column {0} is missing from the batch")]
@@ -162,7 +166,8 @@ impl DataDir {
             .lock_manifest()
             .segments
             .iter()
-            .map(|s| self.root.join(&s.path))
+            .flat_map(|s| std::iter::once(&s.path).chain(s.id_index.as_ref()))
+            .map(|p| self.root.join(p))
             .collect();
         let mut removed = 0;
         for table in [Table::Logs, Table::Rejects] {
@@ -217,6 +222,15 @@ impl DataDir {
             };
             let rel = partition_path(table, hour_start, id);
             let path = self.root.join(&rel);
+            let dir = path.parent().expect("partition directory");
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let id_index = if table == Table::Logs {
+                let rel = rel.replace(".parquet", ".ids");
+                idindex::IdSet::of_batch(&part).write(&self.root.join(&rel))?;
+                Some(rel)
+            } else {
+                None
+            };
             let props = segment::properties(&part, table == Table::Logs, &self.options)?;
             let bytes = segment::write_parquet(&path, &part, props)?;
             let (min_ts, max_ts) = segment::time_range(&part, time_col)?;
@@ -225,6 +239,7 @@ impl DataDir {
                 id,
                 table,
                 path: rel,
+                id_index,
                 min_ts,
                 max_ts,
                 rows,

@@ -104,6 +104,9 @@ pub struct SegmentMeta {
     pub table: Table,
     /// Relative to the data directory, `/`-separated.
     pub path: String,
+    /// The segment's correlation-id index (see [`crate::idindex`]), `logs` only.
+    #[serde(default)]
+    pub id_index: Option<String>,
     /// Smallest and largest `timestamp` (ns since epoch, UTC); for rejects,
     /// `observed_at`.
     pub min_ts: i64,
@@ -229,6 +232,7 @@ mod tests {
             id,
             table: Table::Logs,
             path: format!("segments/{id}.parquet"),
+            id_index: None,
             min_ts: 0,
             max_ts: 10,
             rows: 1,

@@ -131,6 +131,14 @@ fn segments_are_partitioned_by_hour_sorted_and_published_in_the_manifest() {
                 "page index written"
             );
         }
+        // The id index holds exactly the segment's ids.
+        let ids =
+            weft_storage::idindex::IdSet::read(&dir.path().join(m.id_index.as_ref().unwrap()))
+                .unwrap();
+        let distinct: std::collections::HashSet<&str> = id.iter().flatten().collect();
+        assert_eq!(ids.len(), distinct.len());
+        assert!(distinct.iter().all(|i| ids.may_contain(i)));
+        assert!(!ids.may_contain("id-999"));
         for r in 0..b.num_rows() {
             rebuilt.push(rebuild(&b, r).unwrap());
         }

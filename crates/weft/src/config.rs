@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use weft_ingest::NormalizerConfig;
+use weft_query::QueryOptions;
 use weft_storage::SegmentOptions;
 
 /// Default data directory, relative to where weft runs.
@@ -19,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) normalizer: NormalizerConfig,
     pub(crate) segments: SegmentOptions,
     pub(crate) import: ImportConfig,
+    pub(crate) query: QueryOptions,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,8 @@
 
 mod config;
 mod import;
+mod query;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,8 +31,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP daemon (SQL, traces, saved queries) on a data directory.
+    Serve(serve::ServeArgs),
     /// Import NDJSON files (plain, gzip or zstd) into a data directory, offline.
     Import(ImportArgs),
+    /// Run one read-only SQL statement over a data directory, offline.
+    Query(query::QueryArgs),
+    /// Show one request across every service, by correlation id, offline.
+    Trace(query::TraceArgs),
+    /// List saved queries, or run one with parameters.
+    Queries(query::QueriesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,7 +112,11 @@ fn cmd_import(cfg: Config, args: ImportArgs) -> Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
+        Command::Serve(args) => serve::cmd_serve(cfg, args),
         Command::Import(args) => cmd_import(cfg, args),
+        Command::Query(args) => query::cmd_query(cfg, args),
+        Command::Trace(args) => query::cmd_trace(cfg, args),
+        Command::Queries(args) => query::cmd_queries(cfg, args),
     });
     match result {
         Ok(code) => code,

@@ -1,0 +1,337 @@
+//! `SegmentsTable`: a DataFusion table over one table's published segments.
+//!
+//! The schema is the manifest's merged schema (widened where segments
+//! disagree); a segment lacking a column reads it as null and a narrower
+//! type is cast, both by DataFusion's own schema adaptation. Before handing
+//! the scan to DataFusion's Parquet source it drops whole segments two ways
+//! DataFusion cannot see: by the manifest's time range for `timestamp`
+//! predicates, and by the correlation-ID index for `correlation_id = '…'`
+//! or `IN (…)`. The Parquet source then prunes row groups (statistics,
+//! bloom filter) and pages (page index) inside the files that remain.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::Result;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use weft_ingest::model;
+use weft_storage::idindex::IdSet;
+use weft_storage::{Manifest, SegmentMeta, Table};
+
+/// Loaded id indexes, by segment id. Segments never change once published,
+/// so an entry never goes stale.
+#[derive(Debug, Default)]
+pub struct IdIndexCache {
+    sets: Mutex<HashMap<u64, Arc<IdSet>>>,
+}
+
+impl IdIndexCache {
+    fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdSet>> {
+        let rel = seg.id_index.as_ref()?;
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sets.get(&seg.id) {
+            return Some(Arc::clone(s));
+        }
+        // A missing or damaged index only loses the shortcut: the segment is scanned.
+        let set = Arc::new(IdSet::read(&root.join(rel)).ok()?);
+        sets.insert(seg.id, Arc::clone(&set));
+        Some(set)
+    }
+}
+
+/// The table schema a manifest describes for `table`.
+pub fn table_schema(manifest: &Manifest, table: Table) -> SchemaRef {
+    let columns = manifest.table_columns(table);
+    if columns.is_empty() {
+        return match table {
+            Table::Logs => Arc::new(Schema::new(model::core_fields())),
+            Table::Rejects => weft_ingest::reject::schema(),
+        };
+    }
+    let core: Vec<Field> = match table {
+        Table::Logs => model::core_fields(),
+        Table::Rejects => weft_ingest::reject::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect(),
+    };
+    let fields = columns
+        .into_iter()
+        .map(|(name, ty)| match core.iter().find(|f| f.name() == &name) {
+            // Core columns keep their declared type and nullability.
+            Some(f) => f.clone(),
+            None => Field::new(name, ty.to_arrow(), true),
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
+}
+
+/// A table over the segments of one manifest snapshot.
+#[derive(Debug)]
+pub struct SegmentsTable {
+    table: Table,
+    root: std::path::PathBuf,
+    segments: Vec<SegmentMeta>,
+    schema: SchemaRef,
+    ids: Arc<IdIndexCache>,
+}
+
+impl SegmentsTable {
+    pub fn new(
+        root: &std::path::Path,
+        manifest: &Manifest,
+        table: Table,
+        ids: Arc<IdIndexCache>,
+    ) -> Self {
+        Self {
+            table,
+            root: root.to_owned(),
+            segments: manifest.segments(table).cloned().collect(),
+            schema: table_schema(manifest, table),
+            ids,
+        }
+    }
+
+    /// The segments a scan with `filters` has to read.
+    pub fn candidates(&self, filters: &[Expr]) -> Vec<&SegmentMeta> {
+        let time_col = match self.table {
+            Table::Logs => model::TIMESTAMP,
+            Table::Rejects => model::OBSERVED_AT,
+        };
+        let (from, to) = time_bounds(filters, time_col);
+        let ids = if self.table == Table::Logs {
+            id_literals(filters)
+        } else {
+            None
+        };
+        self.segments
+            .iter()
+            .filter(|s| s.overlaps(from, to))
+            .filter(|s| match &ids {
+                None => true,
+                Some(ids) => match self.ids.get(&self.root, s) {
+                    Some(set) => ids.iter().any(|id| set.may_contain(id)),
+                    None => true,
+                },
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl datafusion::catalog::TableProvider for SegmentsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Pruning is by ranges and filters that may pass extra rows: DataFusion
+        // must still apply every filter.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let segments = self.candidates(filters);
+        if segments.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let mut source = ParquetSource::new(Arc::clone(&self.schema))
+            .with_table_parquet_options(state.table_options().parquet.clone())
+            .with_pushdown_filters(true)
+            .with_reorder_filters(true)
+            .with_enable_page_index(true)
+            .with_bloom_filter_on_read(true);
+        if let Some(pred) = conjunction(filters.to_vec()) {
+            let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+            let physical = state.create_physical_expr(pred, &df_schema)?;
+            source = source.with_predicate(physical);
+        }
+        // Spread files over the session's partitions, largest first.
+        let parts = state.config().target_partitions().max(1);
+        let mut files: Vec<&SegmentMeta> = segments;
+        files.sort_by_key(|s| std::cmp::Reverse(s.bytes));
+        let mut groups: Vec<(u64, Vec<PartitionedFile>)> =
+            vec![(0, Vec::new()); parts.min(files.len())];
+        for s in files {
+            let g = groups
+                .iter_mut()
+                .min_by_key(|(bytes, _)| *bytes)
+                .expect("at least one group");
+            g.0 += s.bytes;
+            let path = self.root.join(&s.path);
+            g.1.push(PartitionedFile::new(path.to_string_lossy(), s.bytes));
+        }
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_file_groups(groups.into_iter().map(|(_, f)| FileGroup::new(f)).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+fn is_column(e: &Expr, name: &str) -> bool {
+    match e {
+        Expr::Column(c) => c.name == name,
+        Expr::Cast(c) => is_column(&c.expr, name),
+        Expr::TryCast(c) => is_column(&c.expr, name),
+        _ => false,
+    }
+}
+
+fn timestamp_nanos(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else {
+        return None;
+    };
+    match v {
+        ScalarValue::TimestampNanosecond(Some(x), _) => Some(*x),
+        ScalarValue::TimestampMicrosecond(Some(x), _) => x.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(x), _) => x.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(x), _) => x.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+/// The time window the filters' conjuncts on `col` allow (inclusive bounds).
+fn time_bounds(filters: &[Expr], col: &str) -> (Option<i64>, Option<i64>) {
+    let mut from: Option<i64> = None;
+    let mut to: Option<i64> = None;
+    let mut lower = |v: i64| from = Some(from.map_or(v, |f| f.max(v)));
+    let mut upper = |v: i64| to = Some(to.map_or(v, |t| t.min(v)));
+    for f in filters.iter().flat_map(split_and) {
+        match f {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, lit) = if is_column(left, col) {
+                    (*op, timestamp_nanos(right))
+                } else if is_column(right, col) {
+                    (op.swap().unwrap_or(*op), timestamp_nanos(left))
+                } else {
+                    continue;
+                };
+                let Some(v) = lit else { continue };
+                match op {
+                    Operator::Gt => lower(v.saturating_add(1)),
+                    Operator::GtEq => lower(v),
+                    Operator::Lt => upper(v.saturating_sub(1)),
+                    Operator::LtEq => upper(v),
+                    Operator::Eq => {
+                        lower(v);
+                        upper(v);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(b) if !b.negated && is_column(&b.expr, col) => {
+                if let Some(v) = timestamp_nanos(&b.low) {
+                    lower(v);
+                }
+                if let Some(v) = timestamp_nanos(&b.high) {
+                    upper(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    (from, to)
+}
+
+fn split_and(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut v = split_and(left);
+            v.extend(split_and(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+fn utf8(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        Expr::Literal(ScalarValue::Dictionary(_, v), _) => match v.as_ref() {
+            ScalarValue::Utf8(Some(s)) => Some(s.clone()),
+            _ => None,
+        },
+        Expr::Cast(c) => utf8(&c.expr),
+        _ => None,
+    }
+}
+
+/// The ids a conjunct `correlation_id = '…'` or `correlation_id IN (…)` pins
+/// the scan to, if any.
+fn id_literals(filters: &[Expr]) -> Option<Vec<String>> {
+    for f in filters.iter().flat_map(split_and) {
+        match f {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) => {
+                if is_column(left, model::CORRELATION_ID) {
+                    if let Some(s) = utf8(right) {
+                        return Some(vec![s]);
+                    }
+                } else if is_column(right, model::CORRELATION_ID)
+                    && let Some(s) = utf8(left)
+                {
+                    return Some(vec![s]);
+                }
+            }
+            Expr::InList(l) if !l.negated && is_column(&l.expr, model::CORRELATION_ID) => {
+                let ids: Option<Vec<String>> = l.list.iter().map(utf8).collect();
+                if ids.is_some() {
+                    return ids;
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// True for types the logs schema uses for text.
+pub fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        || matches!(t, DataType::Dictionary(_, v) if is_text(v))
+}

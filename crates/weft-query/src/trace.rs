@@ -1,0 +1,423 @@
+//! Trace reconstruction: one request across every service, by correlation id,
+//! with no time range.
+//!
+//! The lookup is a plain `correlation_id = $id` query: the segments table
+//! prunes by the id index, Parquet by bloom filter and page index. The
+//! answer adds what an investigator asks next: per-service summary, the span
+//! tree (where span and parent ids allow), total duration and the largest
+//! gaps between consecutive lines.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimestampNanosecondType};
+use datafusion::common::ScalarValue;
+use serde::Serialize;
+use serde_json::Value;
+use weft_ingest::model::{self, LEVELS};
+use weft_ingest::rebuild::rebuild;
+
+use crate::{Engine, Result};
+
+/// One line of the request.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceLine {
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+    #[serde(skip)]
+    pub ts_ns: i64,
+    /// Milliseconds since the request's first line.
+    pub offset_ms: f64,
+    pub service: Option<String>,
+    pub level: Option<String>,
+    pub message: Option<String>,
+    pub span_id: Option<String>,
+    pub host: Option<String>,
+    /// The original record, rebuilt from its row.
+    pub fields: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSummary {
+    pub service: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub lines: usize,
+    pub worst_level: Option<String>,
+    pub errors: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanNode {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub services: Vec<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub lines: usize,
+    pub children: Vec<SpanNode>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gap {
+    /// Index (in `lines`) of the line after the gap.
+    pub before_line: usize,
+    pub gap_ms: f64,
+    pub from_service: Option<String>,
+    pub to_service: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    pub id: String,
+    pub line_count: usize,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub duration_ms: f64,
+    pub services: Vec<ServiceSummary>,
+    pub spans: Vec<SpanNode>,
+    pub gaps: Vec<Gap>,
+    pub lines: Vec<TraceLine>,
+    pub elapsed_ms: f64,
+}
+
+/// Fields that may name a line's parent span.
+const PARENT_FIELDS: &[&str] = &["parent_span_id", "parentSpanId", "parent_id", "parentId"];
+
+/// How many gaps to report.
+const GAPS: usize = 5;
+
+fn rfc3339(ns: i64) -> String {
+    let mut s = String::new();
+    weft_ingest::time::format_rfc3339(ns, &mut s);
+    s
+}
+
+fn text_col(b: &RecordBatch, name: &str, row: usize) -> Option<String> {
+    let c = b.column_by_name(name)?;
+    if c.is_null(row) {
+        return None;
+    }
+    let c = cast(&c.slice(row, 1), &DataType::Utf8).ok()?;
+    Some(c.as_string::<i32>().value(0).to_owned())
+}
+
+fn level_rank(l: &Option<String>) -> Option<usize> {
+    l.as_deref()
+        .and_then(|l| LEVELS.iter().position(|x| *x == l))
+}
+
+/// Builds the trace answer from the rows of one request.
+pub fn assemble(id: &str, batches: &[RecordBatch], elapsed_ms: f64) -> Trace {
+    let mut lines = Vec::new();
+    for b in batches {
+        let ts = b
+            .column_by_name(model::TIMESTAMP)
+            .and_then(|c| cast(c, &model::timestamp_type()).ok());
+        for r in 0..b.num_rows() {
+            let ts_ns = ts
+                .as_ref()
+                .map(|c| c.as_primitive::<TimestampNanosecondType>().value(r))
+                .unwrap_or(0);
+            let fields = rebuild(b, r)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            lines.push(TraceLine {
+                timestamp: rfc3339(ts_ns),
+                ts_ns,
+                offset_ms: 0.0,
+                service: text_col(b, model::SERVICE, r),
+                level: text_col(b, model::LEVEL, r),
+                message: text_col(b, model::MESSAGE, r),
+                span_id: text_col(b, model::SPAN_ID, r),
+                host: text_col(b, model::HOST, r),
+                fields,
+            });
+        }
+    }
+    // Time order; ties by service then message so the answer is stable.
+    lines.sort_by(|a, b| (a.ts_ns, &a.service, &a.message).cmp(&(b.ts_ns, &b.service, &b.message)));
+    let first = lines.first().map(|l| l.ts_ns);
+    let last = lines.last().map(|l| l.ts_ns);
+    if let Some(f) = first {
+        for l in &mut lines {
+            l.offset_ms = (l.ts_ns - f) as f64 / 1e6;
+        }
+    }
+
+    // Per service, in order of first appearance.
+    let mut services: Vec<ServiceSummary> = Vec::new();
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    for l in &lines {
+        let i = match services.iter().position(|s| s.service == l.service) {
+            Some(i) => i,
+            None => {
+                services.push(ServiceSummary {
+                    service: l.service.clone(),
+                    first_seen: String::new(),
+                    last_seen: String::new(),
+                    lines: 0,
+                    worst_level: None,
+                    errors: 0,
+                });
+                seen.push((l.ts_ns, l.ts_ns));
+                services.len() - 1
+            }
+        };
+        let s = &mut services[i];
+        s.lines += 1;
+        seen[i].1 = seen[i].1.max(l.ts_ns);
+        if level_rank(&l.level) > level_rank(&s.worst_level) {
+            s.worst_level = l.level.clone();
+        }
+        if level_rank(&l.level) >= Some(4) {
+            s.errors += 1;
+        }
+    }
+    for (s, (f, l)) in services.iter_mut().zip(&seen) {
+        s.first_seen = rfc3339(*f);
+        s.last_seen = rfc3339(*l);
+    }
+
+    let spans = span_tree(&lines);
+
+    let mut gaps: Vec<Gap> = lines
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| Gap {
+            before_line: i + 1,
+            gap_ms: (w[1].ts_ns - w[0].ts_ns) as f64 / 1e6,
+            from_service: w[0].service.clone(),
+            to_service: w[1].service.clone(),
+        })
+        .collect();
+    gaps.sort_by(|a, b| {
+        b.gap_ms
+            .total_cmp(&a.gap_ms)
+            .then(a.before_line.cmp(&b.before_line))
+    });
+    gaps.truncate(GAPS);
+
+    Trace {
+        id: id.to_owned(),
+        line_count: lines.len(),
+        first_seen: first.map(rfc3339),
+        last_seen: last.map(rfc3339),
+        duration_ms: match (first, last) {
+            (Some(f), Some(l)) => (l - f) as f64 / 1e6,
+            _ => 0.0,
+        },
+        services,
+        spans,
+        gaps,
+        lines,
+        elapsed_ms,
+    }
+}
+
+fn parent_of(l: &TraceLine) -> Option<String> {
+    PARENT_FIELDS.iter().find_map(|f| match l.fields.get(*f) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// Spans from the lines' span ids; a span whose parent is another span of
+/// the request hangs under it, the rest are roots. Roots and children are in
+/// order of first appearance.
+fn span_tree(lines: &[TraceLine]) -> Vec<SpanNode> {
+    let mut order: Vec<String> = Vec::new();
+    let mut nodes: HashMap<String, (SpanNode, i64, i64)> = HashMap::new();
+    for l in lines {
+        let Some(span) = &l.span_id else { continue };
+        let entry = nodes.entry(span.clone()).or_insert_with(|| {
+            order.push(span.clone());
+            (
+                SpanNode {
+                    span_id: span.clone(),
+                    parent_span_id: None,
+                    services: Vec::new(),
+                    first_seen: String::new(),
+                    last_seen: String::new(),
+                    lines: 0,
+                    children: Vec::new(),
+                },
+                l.ts_ns,
+                l.ts_ns,
+            )
+        });
+        entry.0.lines += 1;
+        entry.2 = entry.2.max(l.ts_ns);
+        if let Some(s) = &l.service
+            && !entry.0.services.contains(s)
+        {
+            entry.0.services.push(s.clone());
+        }
+        if entry.0.parent_span_id.is_none() {
+            entry.0.parent_span_id = parent_of(l).filter(|p| p != span);
+        }
+    }
+    for (node, f, l) in nodes.values_mut() {
+        node.first_seen = rfc3339(*f);
+        node.last_seen = rfc3339(*l);
+    }
+    // Attach children to parents, deepest first, guarding against cycles.
+    let mut children: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for (i, span) in order.iter().enumerate() {
+        let parent = nodes[span].0.parent_span_id.clone();
+        match parent.and_then(|p| order.iter().position(|s| *s == p)) {
+            Some(pi) if !is_ancestor(&nodes, &order, i, pi) => {
+                children.entry(pi).or_default().push(span.clone())
+            }
+            _ => roots.push(span.clone()),
+        }
+    }
+    fn build(
+        span: &str,
+        nodes: &mut HashMap<String, (SpanNode, i64, i64)>,
+        children: &BTreeMap<usize, Vec<String>>,
+        order: &[String],
+    ) -> SpanNode {
+        let i = order.iter().position(|s| s == span).expect("known span");
+        let mut node = nodes.remove(span).expect("built once").0;
+        for c in children.get(&i).into_iter().flatten() {
+            node.children.push(build(c, nodes, children, order));
+        }
+        node
+    }
+    roots
+        .iter()
+        .map(|r| build(r, &mut nodes, &children, &order))
+        .collect()
+}
+
+/// True when span `i` is an ancestor of span `p` (attaching `i` under `p` would loop).
+fn is_ancestor(
+    nodes: &HashMap<String, (SpanNode, i64, i64)>,
+    order: &[String],
+    i: usize,
+    p: usize,
+) -> bool {
+    let mut cur = Some(p);
+    let mut steps = 0;
+    while let Some(c) = cur {
+        if c == i {
+            return true;
+        }
+        steps += 1;
+        if steps > order.len() {
+            return true;
+        }
+        cur = nodes[&order[c]]
+            .0
+            .parent_span_id
+            .as_ref()
+            .and_then(|pp| order.iter().position(|s| s == pp));
+    }
+    false
+}
+
+impl Engine {
+    /// The request with correlation id `id`, across all services and segments.
+    pub async fn trace(&self, id: &str) -> Result<Trace> {
+        let params = HashMap::from([("id".to_owned(), ScalarValue::Utf8(Some(id.to_owned())))]);
+        let out = self
+            .sql("SELECT * FROM logs WHERE correlation_id = $id", params)
+            .await?;
+        Ok(assemble(
+            id,
+            &out.batches,
+            out.elapsed.as_secs_f64() * 1000.0,
+        ))
+    }
+}
+
+/// The trace as a readable timeline.
+pub fn render(t: &Trace) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if t.lines.is_empty() {
+        let _ = writeln!(s, "no lines with correlation id {:?}", t.id);
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "trace {}: {} lines, {} services, {:.3} ms, {} → {}",
+        t.id,
+        t.line_count,
+        t.services.len(),
+        t.duration_ms,
+        t.first_seen.as_deref().unwrap_or("?"),
+        t.last_seen.as_deref().unwrap_or("?")
+    );
+    let width = t
+        .services
+        .iter()
+        .map(|x| x.service.as_deref().unwrap_or("-").len())
+        .max()
+        .unwrap_or(1);
+    let _ = writeln!(s);
+    for l in &t.lines {
+        let msg = l.message.clone().unwrap_or_else(|| {
+            // No message: show the record itself, compactly.
+            l.fields.to_string()
+        });
+        let _ = writeln!(
+            s,
+            "{:>+10.3} ms  {:<width$}  {:<5}  {}",
+            l.offset_ms,
+            l.service.as_deref().unwrap_or("-"),
+            l.level.as_deref().unwrap_or("-"),
+            msg.replace('\n', "⏎ ")
+        );
+    }
+    let _ = writeln!(s, "\nservices:");
+    for x in &t.services {
+        let _ = writeln!(
+            s,
+            "  {:<width$}  {:>4} lines  {:>3} errors  worst {:<5}  {} → {}",
+            x.service.as_deref().unwrap_or("-"),
+            x.lines,
+            x.errors,
+            x.worst_level.as_deref().unwrap_or("-"),
+            x.first_seen,
+            x.last_seen
+        );
+    }
+    if !t.gaps.is_empty() {
+        let _ = writeln!(s, "\nlargest gaps:");
+        for g in &t.gaps {
+            let _ = writeln!(
+                s,
+                "  {:>10.3} ms  before line {}  ({} → {})",
+                g.gap_ms,
+                g.before_line + 1,
+                g.from_service.as_deref().unwrap_or("-"),
+                g.to_service.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if !t.spans.is_empty() {
+        let _ = writeln!(s, "\nspans:");
+        fn walk(s: &mut String, n: &SpanNode, depth: usize) {
+            let _ = writeln!(
+                s,
+                "  {}{}  {} ({} lines)",
+                "  ".repeat(depth),
+                n.span_id,
+                n.services.join(", "),
+                n.lines
+            );
+            for c in &n.children {
+                walk(s, c, depth + 1);
+            }
+        }
+        for n in &t.spans {
+            walk(&mut s, n, 0);
+        }
+    }
+    s
+}
