@@ -9,6 +9,7 @@
 
 pub mod config;
 mod dynamic;
+mod keypath;
 pub mod level;
 pub mod model;
 pub mod normalize;

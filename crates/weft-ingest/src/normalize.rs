@@ -27,6 +27,7 @@ use weft_scan::json::{self, JsonNumber, JsonStr, Visitor};
 
 use crate::config::{NormalizerConfig, Role};
 use crate::dynamic::{DynColumn, Val};
+use crate::keypath::KeyPath;
 use crate::level;
 use crate::model::{self, Core, LEVELS};
 use crate::registry::FieldRegistry;
@@ -58,9 +59,7 @@ struct Walk {
     /// All leaf paths of the line, back to back; leaves index into it.
     arena: String,
     /// The path of the member being read.
-    path: String,
-    /// Per open object: the path length at its start, and whether a member was seen.
-    objects: Vec<(usize, bool)>,
+    keys: KeyPath,
     /// Depth inside an array (arrays are kept whole, as JSON text).
     array_depth: usize,
     array_start: usize,
@@ -72,8 +71,7 @@ impl Walk {
         self.base = line.as_ptr() as usize;
         self.leaves.clear();
         self.arena.clear();
-        self.path.clear();
-        self.objects.clear();
+        self.keys.clear();
         self.array_depth = 0;
         self.shape.clear();
     }
@@ -84,7 +82,7 @@ impl Walk {
 
     fn leaf(&mut self, kind: Kind, value: Range<usize>) {
         let start = self.arena.len();
-        self.arena.push_str(&self.path);
+        self.arena.push_str(&self.keys.path);
         self.leaves.push(Leaf {
             path: start..self.arena.len(),
             kind,
@@ -105,7 +103,7 @@ impl<'a> Visitor<'a> for Walk {
             return;
         }
         self.shape.push('{');
-        self.objects.push((self.path.len(), false));
+        self.keys.open();
     }
 
     fn end_object(&mut self, _: usize) {
@@ -113,10 +111,7 @@ impl<'a> Visitor<'a> for Walk {
             return;
         }
         self.shape.push('}');
-        if let Some((len, _)) = self.objects.pop() {
-            // Back to the parent object's member path (truncated at the next key).
-            self.path.truncate(len);
-        }
+        self.keys.close();
     }
 
     fn begin_array(&mut self, offset: usize) {
@@ -137,22 +132,7 @@ impl<'a> Visitor<'a> for Walk {
         if self.array_depth > 0 {
             return;
         }
-        let Some((prefix, seen)) = self.objects.last_mut() else {
-            return;
-        };
-        if *seen {
-            self.shape.push(',');
-        }
-        *seen = true;
-        let prefix = *prefix;
-        self.shape.push('"');
-        self.shape.push_str(key.raw());
-        self.shape.push_str("\":");
-        self.path.truncate(prefix);
-        if prefix > 0 {
-            self.path.push('.');
-        }
-        key.decode_into(&mut self.path);
+        self.keys.key(key, &mut self.shape);
     }
 
     fn string(&mut self, v: JsonStr<'a>) {

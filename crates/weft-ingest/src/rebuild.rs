@@ -17,6 +17,7 @@ use arrow::datatypes::{DataType, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use weft_scan::json::{self, JsonNumber, JsonStr, Visitor};
 
+use crate::keypath::KeyPath;
 use crate::model::{self, Core, LEVELS};
 use crate::time::{self, EpochUnit};
 
@@ -179,8 +180,7 @@ struct Writer<'b> {
     cores: Vec<CoreEntry>,
     extra: Extra,
     out: String,
-    path: String,
-    objects: Vec<(usize, bool)>,
+    keys: KeyPath,
     leaf: usize,
     /// Paths whose column value was already used by an earlier leaf.
     taken: Vec<String>,
@@ -195,7 +195,7 @@ impl Writer<'_> {
             let entry = &self.cores[pos];
             return self.emit_core(entry.core, &entry.detail.clone(), code);
         }
-        let path = self.path.clone();
+        let path = self.keys.path.clone();
         let from_column = !model::is_reserved(&path) && !self.taken.contains(&path);
         if from_column && let Some(text) = self.row.text(&path)? {
             self.taken.push(path);
@@ -295,13 +295,11 @@ impl Writer<'_> {
 impl<'a> Visitor<'a> for Writer<'_> {
     fn begin_object(&mut self, _: usize) {
         self.out.push('{');
-        self.objects.push((self.path.len(), false));
+        self.keys.open();
     }
     fn end_object(&mut self, _: usize) {
         self.out.push('}');
-        if let Some((len, _)) = self.objects.pop() {
-            self.path.truncate(len);
-        }
+        self.keys.close();
     }
     fn begin_array(&mut self, _: usize) {
         self.error
@@ -309,22 +307,7 @@ impl<'a> Visitor<'a> for Writer<'_> {
     }
     fn end_array(&mut self, _: usize) {}
     fn key(&mut self, key: JsonStr<'a>) {
-        let Some((prefix, seen)) = self.objects.last_mut() else {
-            return;
-        };
-        if *seen {
-            self.out.push(',');
-        }
-        *seen = true;
-        let prefix = *prefix;
-        self.out.push('"');
-        self.out.push_str(key.raw());
-        self.out.push_str("\":");
-        self.path.truncate(prefix);
-        if prefix > 0 {
-            self.path.push('.');
-        }
-        key.decode_into(&mut self.path);
+        self.keys.key(key, &mut self.out);
     }
     fn string(&mut self, _: JsonStr<'a>) {
         self.error
@@ -364,8 +347,7 @@ pub fn rebuild(batch: &RecordBatch, row: usize) -> Result<String> {
         cores: parse_core_map(map)?,
         extra,
         out: String::with_capacity(shape.len() * 2),
-        path: String::new(),
-        objects: Vec::new(),
+        keys: KeyPath::default(),
         leaf: 0,
         taken: Vec::new(),
         error: None,
