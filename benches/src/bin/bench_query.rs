@@ -20,7 +20,10 @@ use weft_benches::{dir_size, machine, measure, sibling_binary};
 use weft_query::{Engine, QueryOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "bench-query", about = "Trace lookup and aggregates: weft against DuckDB")]
+#[command(
+    name = "bench-query",
+    about = "Trace lookup and aggregates: weft against DuckDB"
+)]
 struct Args {
     /// Base corpus size (gen-corpus syntax); scales multiply it.
     #[arg(long, default_value = "80MB")]
@@ -40,9 +43,18 @@ struct Args {
 }
 
 const AGGREGATES: &[(&str, &str)] = &[
-    ("count by service, level", "SELECT service, level, count(*) AS n FROM logs GROUP BY service, level ORDER BY service, level"),
-    ("errors", "SELECT count(*) AS n FROM logs WHERE level = 'error'"),
-    ("lines per minute", "SELECT date_trunc('minute', timestamp) AS m, count(*) AS n FROM logs GROUP BY m ORDER BY m"),
+    (
+        "count by service, level",
+        "SELECT service, level, count(*) AS n FROM logs GROUP BY service, level ORDER BY service, level",
+    ),
+    (
+        "errors",
+        "SELECT count(*) AS n FROM logs WHERE level = 'error'",
+    ),
+    (
+        "lines per minute",
+        "SELECT date_trunc('minute', timestamp) AS m, count(*) AS n FROM logs GROUP BY m ORDER BY m",
+    ),
 ];
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -79,7 +91,13 @@ fn prepare(args: &Args, scale: u64) -> Result<(PathBuf, Vec<String>)> {
             Command::new(sibling_binary("gen-corpus")?)
                 .arg("--out")
                 .arg(&corpus)
-                .args(["--bytes", &bytes.to_string(), "--truth-every", "200", "--truth"])
+                .args([
+                    "--bytes",
+                    &bytes.to_string(),
+                    "--truth-every",
+                    "200",
+                    "--truth",
+                ])
                 .arg(&truth),
         )?;
         eprintln!("x{scale}: importing");
@@ -89,7 +107,11 @@ fn prepare(args: &Args, scale: u64) -> Result<(PathBuf, Vec<String>)> {
                 .arg(&data)
                 .arg(&corpus),
         )?;
-        eprintln!("x{scale}: imported in {:.1} s wall, {:.1} s cpu", r.wall, r.cpu());
+        eprintln!(
+            "x{scale}: imported in {:.1} s wall, {:.1} s cpu",
+            r.wall,
+            r.cpu()
+        );
         if args.drop_corpus {
             std::fs::remove_file(&corpus)?;
         }
@@ -124,7 +146,10 @@ out["rows"] = con.execute("SELECT count(*) FROM logs").fetchone()[0]
 print(json.dumps(out))
 "#;
 
-async fn weft_side(data: &Path, ids: &[String]) -> Result<(Vec<(f64, usize)>, HashMap<String, f64>)> {
+async fn weft_side(
+    data: &Path,
+    ids: &[String],
+) -> Result<(Vec<(f64, usize)>, HashMap<String, f64>)> {
     let engine = Engine::open(data, QueryOptions::default())?;
     engine.trace(&ids[0]).await?; // warm-up: loads the id indexes
     let mut lookups = Vec::new();
@@ -149,10 +174,14 @@ async fn weft_side(data: &Path, ids: &[String]) -> Result<(Vec<(f64, usize)>, Ha
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     println!("machine: {}", machine());
     println!();
-    println!("| scale | rows | segments MB | weft trace p50 ms | p99 ms | DuckDB lookup p50 ms | DuckDB/weft |");
+    println!(
+        "| scale | rows | segments MB | weft trace p50 ms | p99 ms | DuckDB lookup p50 ms | DuckDB/weft |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut agg_rows = Vec::new();
     for &scale in &args.scales {
@@ -170,19 +199,35 @@ fn main() -> Result<()> {
             .arg(serde_json::to_string(&aggs_json)?)
             .output()?;
         if !out.status.success() {
-            bail!("duckdb side failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "duckdb side failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let duck: Value = serde_json::from_slice(&out.stdout)?;
         // Both must find the same lines.
-        for (i, (w, d)) in lookups.iter().zip(duck["lookups"].as_array().unwrap()).enumerate() {
+        for (i, (w, d)) in lookups
+            .iter()
+            .zip(duck["lookups"].as_array().unwrap())
+            .enumerate()
+        {
             let d_rows = d[1].as_u64().unwrap_or(0) as usize;
             if w.1 != d_rows {
                 bail!("id {}: weft {} lines, duckdb {}", ids[i], w.1, d_rows);
             }
         }
         let mut w: Vec<f64> = lookups.iter().map(|l| l.0).collect();
-        let mut d: Vec<f64> = duck["lookups"].as_array().unwrap().iter().map(|l| l[0].as_f64().unwrap()).collect();
-        let (wp50, wp99, dp50) = (percentile(&mut w, 0.5), percentile(&mut w, 0.99), percentile(&mut d, 0.5));
+        let mut d: Vec<f64> = duck["lookups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l[0].as_f64().unwrap())
+            .collect();
+        let (wp50, wp99, dp50) = (
+            percentile(&mut w, 0.5),
+            percentile(&mut w, 0.99),
+            percentile(&mut d, 0.5),
+        );
         println!(
             "| x{scale} | {} | {:.0} | {wp50:.1} | {wp99:.1} | {dp50:.1} | {:.1}x |",
             duck["rows"],
@@ -191,7 +236,11 @@ fn main() -> Result<()> {
         );
         for (name, _) in AGGREGATES {
             let dm = duck["aggregates"][*name].as_f64().unwrap_or(f64::NAN);
-            agg_rows.push(format!("| x{scale} | {name} | {:.1} | {dm:.1} | {:.2} |", aggs[*name], aggs[*name] / dm));
+            agg_rows.push(format!(
+                "| x{scale} | {name} | {:.1} | {dm:.1} | {:.2} |",
+                aggs[*name],
+                aggs[*name] / dm
+            ));
         }
         eprintln!("x{scale}: done (DuckDB {})", duck["version"]);
     }

@@ -41,7 +41,8 @@ impl std::str::FromStr for Format {
 
 /// A column's JSON value at `row`.
 pub fn value(col: &ArrayRef, row: usize) -> Value {
-    if col.is_null(row) {
+    // A NullArray (`SELECT NULL`) has no validity buffer: ask for logical nulls.
+    if col.is_null(row) || col.data_type() == &DataType::Null {
         return Value::Null;
     }
     macro_rules! int {
@@ -165,7 +166,7 @@ pub fn csv(out: &QueryOutput) -> Result<String> {
             w.write(&b).map_err(|e| Error::Internal(e.to_string()))?;
         }
         if out.batches.is_empty() {
-            let empty = RecordBatch::new_empty(out.schema.clone());
+            let empty = RecordBatch::new_empty(std::sync::Arc::clone(&out.schema));
             w.write(&normalize_for_text(&empty)?)
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
@@ -184,7 +185,7 @@ fn normalize_for_text(b: &RecordBatch) -> Result<RecordBatch> {
             cols.push(c);
         } else {
             fields.push(f.as_ref().clone());
-            cols.push(c.clone());
+            cols.push(std::sync::Arc::clone(c));
         }
     }
     RecordBatch::try_new(

@@ -15,14 +15,13 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -165,17 +164,15 @@ impl datafusion::catalog::TableProvider for SegmentsTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let mut source = ParquetSource::new(Arc::clone(&self.schema))
+        let source = ParquetSource::new(Arc::clone(&self.schema))
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_pushdown_filters(true)
             .with_reorder_filters(true)
             .with_enable_page_index(true)
             .with_bloom_filter_on_read(true);
-        if let Some(pred) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
-            let physical = state.create_physical_expr(pred, &df_schema)?;
-            source = source.with_predicate(physical);
-        }
+        // No predicate here: DataFusion pushes the filters (reported Inexact)
+        // into this Parquet source itself, with statistics, bloom filter and
+        // page index pruning; setting one as well would apply it twice.
         // Spread files over the session's partitions, largest first.
         let parts = state.config().target_partitions().max(1);
         let mut files: Vec<&SegmentMeta> = segments;
@@ -201,13 +198,10 @@ impl datafusion::catalog::TableProvider for SegmentsTable {
     }
 }
 
+/// The bare column only: a cast can truncate (a timestamp to seconds, say),
+/// so a bound on `CAST(col …)` is no bound on `col`.
 fn is_column(e: &Expr, name: &str) -> bool {
-    match e {
-        Expr::Column(c) => c.name == name,
-        Expr::Cast(c) => is_column(&c.expr, name),
-        Expr::TryCast(c) => is_column(&c.expr, name),
-        _ => false,
-    }
+    matches!(e, Expr::Column(c) if c.name == name)
 }
 
 fn timestamp_nanos(e: &Expr) -> Option<i64> {
@@ -298,26 +292,44 @@ fn utf8(e: &Expr) -> Option<String> {
     }
 }
 
-/// The ids a conjunct `correlation_id = '…'` or `correlation_id IN (…)` pins
-/// the scan to, if any.
+/// `correlation_id = '…'`, or an OR of them (DataFusion rewrites short IN
+/// lists that way): the ids, when every disjunct is one.
+fn id_disjunction(e: &Expr) -> Option<Vec<String>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut ids = id_disjunction(left)?;
+            ids.extend(id_disjunction(right)?);
+            Some(ids)
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            if is_column(left, model::CORRELATION_ID) {
+                utf8(right).map(|s| vec![s])
+            } else if is_column(right, model::CORRELATION_ID) {
+                utf8(left).map(|s| vec![s])
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The ids a conjunct `correlation_id = '…'`, `… IN (…)` or an OR of
+/// equalities pins the scan to, if any.
 fn id_literals(filters: &[Expr]) -> Option<Vec<String>> {
     for f in filters.iter().flat_map(split_and) {
+        if let Some(ids) = id_disjunction(f) {
+            return Some(ids);
+        }
         match f {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) => {
-                if is_column(left, model::CORRELATION_ID) {
-                    if let Some(s) = utf8(right) {
-                        return Some(vec![s]);
-                    }
-                } else if is_column(right, model::CORRELATION_ID)
-                    && let Some(s) = utf8(left)
-                {
-                    return Some(vec![s]);
-                }
-            }
             Expr::InList(l) if !l.negated && is_column(&l.expr, model::CORRELATION_ID) => {
                 let ids: Option<Vec<String>> = l.list.iter().map(utf8).collect();
                 if ids.is_some() {
