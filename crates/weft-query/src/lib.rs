@@ -3,7 +3,7 @@
 //! Sits above `weft-storage` (the manifest and the files) and below the HTTP
 //! server and the CLI, which both go through [`Engine`]. Tables: `logs` and
 //! `rejects` ([`table::SegmentsTable`]). On top: trace reconstruction
-//! ([`trace`]), saved queries ([`saved`]) and result formats ([`format`]).
+//! ([`trace`]), saved queries ([`saved`]) and result formats ([`format`](mod@format)).
 //!
 //! Every statement is read-only: DDL, DML, `COPY`, `SET` and other
 //! statements are refused at planning, and no file or URL table function is
