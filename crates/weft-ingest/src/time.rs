@@ -183,6 +183,11 @@ impl Cursor<'_> {
         }
     }
 
+    /// `eat`, as an `Option` for `?`.
+    fn expect(&mut self, c: u8) -> Option<()> {
+        self.eat(c).then_some(())
+    }
+
     fn eat_any(&mut self, set: &[u8]) -> bool {
         match self.b.get(self.i) {
             Some(c) if set.contains(c) => {
@@ -271,36 +276,34 @@ fn zone(c: &mut Cursor<'_>) -> Option<i64> {
     Some(sign * (h as i64 * 3600 + m as i64 * 60))
 }
 
-fn iso(b: &[u8]) -> Option<i64> {
-    let mut c = Cursor { b, i: 0 };
-    let year = c.num(4)? as i64;
-    if !c.eat(b'-') {
-        return None;
-    }
-    let month = c.num(2)?;
-    if !c.eat(b'-') {
-        return None;
-    }
-    let day = c.num(2)?;
-    if !c.eat_any(b"Tt ") {
-        return None;
-    }
+/// `HH:MM:SS[.frac][ ]zone` to the end of input, completing the date already read.
+fn clock_and_zone(c: &mut Cursor<'_>, year: i64, month: u32, day: u32) -> Option<i64> {
     let h = c.num(2)?;
-    if !c.eat(b':') {
-        return None;
-    }
+    c.expect(b':')?;
     let mi = c.num(2)?;
-    if !c.eat(b':') {
-        return None;
-    }
+    c.expect(b':')?;
     let s = c.num(2)?;
-    let frac = fraction(&mut c)?;
+    let frac = fraction(c)?;
     c.eat(b' ');
-    let off = zone(&mut c)?;
+    let off = zone(c)?;
     if !c.done() {
         return None;
     }
     to_nanos(year, month, day, (h, mi, s), frac, off)
+}
+
+/// `2023-11-14T22:13:20.123+02:00` and its variants (see the module docs).
+fn iso(b: &[u8]) -> Option<i64> {
+    let mut c = Cursor { b, i: 0 };
+    let year = c.num(4)? as i64;
+    c.expect(b'-')?;
+    let month = c.num(2)?;
+    c.expect(b'-')?;
+    let day = c.num(2)?;
+    if !c.eat_any(b"Tt ") {
+        return None;
+    }
+    clock_and_zone(&mut c, year, month, day)
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -311,31 +314,14 @@ const MONTHS: [&[u8; 3]; 12] = [
 fn clf(b: &[u8]) -> Option<i64> {
     let mut c = Cursor { b, i: 0 };
     let day = c.num(2)?;
-    if !c.eat(b'/') {
-        return None;
-    }
+    c.expect(b'/')?;
     let mon = b.get(c.i..c.i + 3)?;
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
     c.i += 3;
-    if !c.eat(b'/') {
-        return None;
-    }
+    c.expect(b'/')?;
     let year = c.num(4)? as i64;
-    if !c.eat(b':') {
-        return None;
-    }
-    let h = c.num(2)?;
-    c.eat(b':');
-    let mi = c.num(2)?;
-    c.eat(b':');
-    let s = c.num(2)?;
-    let frac = fraction(&mut c)?;
-    c.eat(b' ');
-    let off = zone(&mut c)?;
-    if !c.done() {
-        return None;
-    }
-    to_nanos(year, month, day, (h, mi, s), frac, off)
+    c.expect(b':')?;
+    clock_and_zone(&mut c, year, month, day)
 }
 
 /// How a text timestamp was written, so a rebuilt record can say it again.
