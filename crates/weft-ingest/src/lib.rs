@@ -7,6 +7,7 @@
 //! will feed the same builder. It knows nothing of files, the WAL or
 //! Parquet: `weft-storage` owns where batches go.
 
+pub mod body;
 pub mod config;
 mod dynamic;
 mod keypath;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod reject;
 pub mod time;
 
+pub use body::{BodyBatch, BodyOptions, LineError, normalize_body};
 pub use config::{Aliases, NormalizerConfig};
 pub use normalize::{BatchBuilder, Counts, Defaults};
 pub use registry::FieldRegistry;

@@ -157,7 +157,7 @@ impl QueryOutput {
 /// The read side over one data directory.
 #[derive(Debug)]
 pub struct Engine {
-    data: DataDir,
+    data: Arc<DataDir>,
     options: QueryOptions,
     ids: Arc<IdIndexCache>,
 }
@@ -174,11 +174,21 @@ impl Engine {
     /// Opens `root` for reading. A missing directory is an error; an empty
     /// one has empty tables.
     pub fn open(root: &Path, options: QueryOptions) -> Result<Self> {
-        Ok(Self {
-            data: DataDir::open_reader(root)?,
+        Ok(Self::over(Arc::new(DataDir::open_reader(root)?), options))
+    }
+
+    /// An engine over a directory this process writes (the daemon): its
+    /// queries see the write buffer as well as the segments.
+    pub fn over(data: Arc<DataDir>, options: QueryOptions) -> Self {
+        Self {
+            data,
             options,
             ids: Arc::default(),
-        })
+        }
+    }
+
+    pub fn data(&self) -> &Arc<DataDir> {
+        &self.data
     }
 
     pub fn options(&self) -> &QueryOptions {
@@ -189,10 +199,11 @@ impl Engine {
         self.data.root()
     }
 
-    /// A session over the current manifest, with this engine's limits.
+    /// A session over the current segments and write buffer, with this
+    /// engine's limits.
     pub fn context(&self) -> Result<SessionContext> {
         self.data.reload()?;
-        let manifest = self.data.manifest();
+        let snapshot = self.data.snapshot();
         let parts = match self.options.target_partitions {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -214,7 +225,8 @@ impl Engine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for table in [Table::Logs, Table::Rejects] {
             let provider =
-                SegmentsTable::new(self.data.root(), &manifest, table, Arc::clone(&self.ids));
+                SegmentsTable::new(self.data.root(), &snapshot, table, Arc::clone(&self.ids))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
             ctx.register_table(table.name(), Arc::new(provider))
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }

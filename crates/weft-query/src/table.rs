@@ -1,8 +1,11 @@
-//! `SegmentsTable`: a DataFusion table over one table's published segments.
+//! `SegmentsTable`: a DataFusion table over one table's published segments
+//! and, in the daemon, its write-buffer batches not yet in segments.
 //!
-//! The schema is the manifest's merged schema (widened where segments
-//! disagree); a segment lacking a column reads it as null and a narrower
-//! type is cast, both by DataFusion's own schema adaptation. Before handing
+//! The schema is the snapshot's merged schema (widened where segments and
+//! buffered batches disagree); a segment lacking a column reads it as null
+//! and a narrower type is cast, both by DataFusion's own schema adaptation;
+//! buffered batches are conformed the same way and scanned from memory,
+//! unioned with the Parquet scan. Before handing
 //! the scan to DataFusion's Parquet source it drops whole segments two ways
 //! DataFusion cannot see: by the manifest's time range for `timestamp`
 //! predicates, and by the correlation-ID index for `correlation_id = '…'`
@@ -12,22 +15,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 use weft_ingest::model;
 use weft_storage::idindex::IdSet;
-use weft_storage::{Manifest, SegmentMeta, Table};
+use weft_storage::{SegmentMeta, Snapshot, Table, buffer};
 
 /// Loaded id indexes, by segment id. Segments never change once published,
 /// so an entry never goes stale.
@@ -50,40 +56,26 @@ impl IdIndexCache {
     }
 }
 
-/// The table schema a manifest describes for `table`.
-pub fn table_schema(manifest: &Manifest, table: Table) -> SchemaRef {
-    let columns = manifest.table_columns(table);
+/// The table schema a snapshot describes for `table`: the core columns
+/// when it has no data yet.
+pub fn table_schema(snapshot: &Snapshot, table: Table) -> Result<SchemaRef> {
+    let columns = snapshot
+        .table_columns(table)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let core = buffer::core_fields(table);
     if columns.is_empty() {
-        return match table {
-            Table::Logs => Arc::new(Schema::new(model::core_fields())),
-            Table::Rejects => weft_ingest::reject::schema(),
-        };
+        return Ok(Arc::new(Schema::new(core)));
     }
-    let core: Vec<Field> = match table {
-        Table::Logs => model::core_fields(),
-        Table::Rejects => weft_ingest::reject::schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect(),
-    };
-    let fields = columns
-        .into_iter()
-        .map(|(name, ty)| match core.iter().find(|f| f.name() == &name) {
-            // Core columns keep their declared type and nullability.
-            Some(f) => f.clone(),
-            None => Field::new(name, ty.to_arrow(), true),
-        })
-        .collect::<Vec<_>>();
-    Arc::new(Schema::new(fields))
+    Ok(buffer::schema_of(&columns, &core))
 }
 
-/// A table over the segments of one manifest snapshot.
+/// A table over the segments and buffered batches of one snapshot.
 #[derive(Debug)]
 pub struct SegmentsTable {
     table: Table,
     root: std::path::PathBuf,
     segments: Vec<SegmentMeta>,
+    buffered: Vec<RecordBatch>,
     schema: SchemaRef,
     ids: Arc<IdIndexCache>,
 }
@@ -91,17 +83,18 @@ pub struct SegmentsTable {
 impl SegmentsTable {
     pub fn new(
         root: &std::path::Path,
-        manifest: &Manifest,
+        snapshot: &Snapshot,
         table: Table,
         ids: Arc<IdIndexCache>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
             table,
             root: root.to_owned(),
-            segments: manifest.segments(table).cloned().collect(),
-            schema: table_schema(manifest, table),
+            segments: snapshot.manifest.segments(table).cloned().collect(),
+            buffered: snapshot.batches(table).cloned().collect(),
+            schema: table_schema(snapshot, table)?,
             ids,
-        }
+        })
     }
 
     /// The segments a scan with `filters` has to read.
@@ -156,13 +149,48 @@ impl datafusion::catalog::TableProvider for SegmentsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let segments = self.candidates(filters);
-        if segments.is_empty() {
+        let mut plans = Vec::new();
+        if let Some(files) = self.scan_segments(state, projection, filters, limit)? {
+            plans.push(files);
+        }
+        if !self.buffered.is_empty() {
+            // The buffer is small and unindexed: DataFusion's filters above
+            // the scan (pushdown is Inexact) select its rows.
+            let batches = self
+                .buffered
+                .iter()
+                .map(|b| buffer::conform(b, &self.schema))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            plans.push(MemorySourceConfig::try_new_exec(
+                &[batches],
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?);
+        }
+        if plans.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
                 None => Arc::clone(&self.schema),
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        UnionExec::try_new(plans)
+    }
+}
+
+impl SegmentsTable {
+    /// The Parquet scan of the candidate segments, if any remain.
+    fn scan_segments(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let segments = self.candidates(filters);
+        if segments.is_empty() {
+            return Ok(None);
         }
         let source = ParquetSource::new(Arc::clone(&self.schema))
             .with_table_parquet_options(state.table_options().parquet.clone())
@@ -194,7 +222,7 @@ impl datafusion::catalog::TableProvider for SegmentsTable {
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
-        Ok(DataSourceExec::from_data_source(config))
+        Ok(Some(DataSourceExec::from_data_source(config)))
     }
 }
 

@@ -1,28 +1,39 @@
 //! weft-server: the HTTP surface of `weft serve`.
 //!
 //! A library: [`router`] builds the axum `Router` from an [`AppState`], and
-//! tests drive it without a socket. Sits on top of `weft-query` (reads). The
-//! ingest endpoints arrive with the WAL and write buffer (issue #4); until
-//! then data comes in with `weft import` and this server answers questions
-//! about it.
+//! tests drive it without a socket. Writes go to the `weft-storage`
+//! [`Store`] (WAL, write buffer, segments; [`ingest`]), reads to the
+//! `weft-query` engine, which sees the same buffer. Every request carries an
+//! id (`X-Request-Id`, taken from the client or made up) that is echoed back
+//! and logged with the request.
 //!
 //! Errors map to status codes in one place ([`ApiError`]): the caller's
 //! mistakes are 400 with the reason, our own failures 500 with no internals.
 
+pub mod ingest;
+mod metrics;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument;
 use weft_query::format::{self, Format};
 use weft_query::saved::{self, SavedQuery};
 use weft_query::{Engine, QueryOutput, ScalarValue};
+use weft_storage::store::Store;
+
+pub use ingest::IngestLimits;
+use metrics::Metrics;
 
 /// Shared by every request.
 #[derive(Debug)]
@@ -31,27 +42,31 @@ pub struct AppState {
     pub saved: BTreeMap<String, SavedQuery>,
     /// Most rows a JSON answer carries before `truncated: true`.
     pub max_rows: usize,
+    /// The write path; `None` serves queries only (ingest answers 503).
+    pub store: Option<Arc<Store>>,
+    pub ingest: IngestLimits,
     metrics: Metrics,
 }
 
 impl AppState {
+    /// A query-only state over `engine`.
     pub fn new(engine: Engine, saved: BTreeMap<String, SavedQuery>, max_rows: usize) -> Self {
         Self {
             engine,
             saved,
             max_rows,
+            store: None,
+            ingest: IngestLimits::default(),
             metrics: Metrics::default(),
         }
     }
-}
 
-#[derive(Debug, Default)]
-struct Metrics {
-    queries_ok: AtomicU64,
-    queries_client_error: AtomicU64,
-    queries_server_error: AtomicU64,
-    query_micros: AtomicU64,
-    traces: AtomicU64,
+    /// Takes writes into `store` (whose directory the engine reads).
+    pub fn with_store(mut self, store: Arc<Store>, limits: IngestLimits) -> Self {
+        self.store = Some(store);
+        self.ingest = limits;
+        self
+    }
 }
 
 /// An error as the API answers it.
@@ -85,15 +100,72 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(health_routes())
         .merge(query_routes())
+        .merge(ingest_routes())
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
 fn health_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        // Ready as soon as the data directory is open: there is no WAL to replay yet.
-        .route("/readyz", get(|| async { "ready\n" }))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+}
+
+fn ingest_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/ingest", post(ingest::post_ingest))
+        // The handler enforces its own, configurable limit.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// 200 once the WAL is replayed and writes are taken; 503 with the reason
+/// before that or after a WAL failure.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.as_ref().and_then(|s| s.unavailable()) {
+        None => "ready\n".into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Request ids come from `X-Request-Id` or are made up here; echoed back
+/// and logged with the request's method, path, status and duration.
+async fn request_id(req: Request, next: Next) -> Response {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            format!("{:x}-{n:x}", weft_storage::now_nanos() / 1_000)
+        });
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            path,
+            status,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }
 
 fn query_routes() -> Router<Arc<AppState>> {
@@ -262,71 +334,4 @@ async fn run_saved(
     let bound = saved::bind_all(q, &given, weft_storage::now_nanos())?;
     let out = run(&state, &q.sql, bound).await?;
     respond(&state, &out, req.format.as_deref())
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let m = &state.metrics;
-    let manifest = weft_storage::Manifest::load(state.engine.root()).unwrap_or_default();
-    let mut out = String::new();
-    let mut line = |name: &str, help: &str, kind: &str, samples: &[(&str, u64)]| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in samples {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    };
-    line(
-        "weft_queries_total",
-        "SQL queries answered, by outcome.",
-        "counter",
-        &[
-            ("{outcome=\"ok\"}", m.queries_ok.load(Ordering::Relaxed)),
-            (
-                "{outcome=\"client_error\"}",
-                m.queries_client_error.load(Ordering::Relaxed),
-            ),
-            (
-                "{outcome=\"server_error\"}",
-                m.queries_server_error.load(Ordering::Relaxed),
-            ),
-        ],
-    );
-    line(
-        "weft_query_duration_microseconds_total",
-        "Time spent in successful queries.",
-        "counter",
-        &[("", m.query_micros.load(Ordering::Relaxed))],
-    );
-    line(
-        "weft_trace_lookups_total",
-        "Trace lookups by correlation id.",
-        "counter",
-        &[("", m.traces.load(Ordering::Relaxed))],
-    );
-    let mut counts = Vec::new();
-    let mut bytes = Vec::new();
-    let mut rows = Vec::new();
-    let labels = ["{table=\"logs\"}", "{table=\"rejects\"}"];
-    for (table, label) in [weft_storage::Table::Logs, weft_storage::Table::Rejects]
-        .into_iter()
-        .zip(labels)
-    {
-        let segs: Vec<_> = manifest.segments(table).collect();
-        counts.push((label, segs.len() as u64));
-        bytes.push((label, segs.iter().map(|s| s.bytes).sum()));
-        rows.push((label, segs.iter().map(|s| s.rows).sum()));
-    }
-    line("weft_segments", "Published segments.", "gauge", &counts);
-    line(
-        "weft_segment_bytes",
-        "Bytes in published segments.",
-        "gauge",
-        &bytes,
-    );
-    line(
-        "weft_segment_rows",
-        "Rows in published segments.",
-        "gauge",
-        &rows,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1,9 +1,11 @@
 //! weft-storage: the third stage of weft's write path.
 //!
-//! Owns the data directory: Parquet segments in a time-partitioned tree and
-//! the manifest that lists them. `weft-ingest` hands it finished Arrow
-//! batches; `weft-query` reads the manifest and the files. The WAL and write
-//! buffer of the daemon will live here too.
+//! Owns the data directory: Parquet segments in a time-partitioned tree,
+//! the manifest that lists them, and for the daemon the WAL ([`wal`]) and
+//! the write buffer ([`buffer`]). `weft-ingest` hands it finished Arrow
+//! batches; `weft-query` reads a [`Snapshot`]: the manifest's segments and
+//! the buffered batches, taken under one lock so that no row is seen twice
+//! or missed while a flush moves it from the buffer into a segment.
 //!
 //! Layout of a data directory:
 //! ```text
@@ -12,23 +14,28 @@
 //! DIR/segments/date=2023-11-14/hour=22/000000000001.parquet   table logs
 //! DIR/segments/date=2023-11-14/hour=22/000000000001.ids       its id index
 //! DIR/rejects/date=2023-11-14/hour=22/000000000002.parquet    table rejects
+//! DIR/wal/00000000000000000001.wal                    the daemon's WAL
 //! ```
 //! A segment is published by writing a temp file, fsync, rename, fsync of the
 //! directory, and then an atomic manifest update. Files a crash left
 //! unpublished are removed when a writer next opens the directory.
 
+pub mod buffer;
 pub mod idindex;
 pub mod manifest;
 pub mod segment;
+pub mod store;
+pub mod wal;
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
 use weft_ingest::model;
 
+pub use buffer::{Buffered, Snapshot};
 pub use manifest::{ColumnType, Manifest, SegmentMeta, Table};
 pub use segment::SegmentOptions;
 
@@ -56,6 +63,12 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
     #[error(transparent)]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("the WAL refuses calls after an earlier I/O failure ({0}); reopen it to recover")]
+    WalFailed(String),
+    #[error("append of lsn {lsn} to the WAL: lsns must increase, and the last one is {last}")]
+    WalLsnOrder { lsn: u64, last: u64 },
+    #[error("record of {0} bytes is over the WAL's 1 GiB cap")]
+    WalRecordTooLarge(usize),
 }
 
 impl Error {
@@ -88,9 +101,28 @@ pub fn now_nanos() -> i64 {
 pub struct DataDir {
     root: PathBuf,
     /// Held for the writer's lifetime; `None` for readers.
-    _lock: Option<File>,
-    manifest: Mutex<Manifest>,
+    lock: Option<File>,
+    state: Mutex<State>,
     options: SegmentOptions,
+}
+
+/// What a query must see in one piece.
+#[derive(Debug, Default)]
+struct State {
+    manifest: Manifest,
+    /// In WAL order.
+    buffer: Vec<Arc<Buffered>>,
+    buffer_bytes: usize,
+}
+
+/// What one flush wrote.
+#[derive(Debug, Clone)]
+pub struct FlushReport {
+    pub segments: Vec<SegmentMeta>,
+    /// The WAL records up to here are now in segments.
+    pub checkpoint: u64,
+    pub rows: u64,
+    pub elapsed: Duration,
 }
 
 impl DataDir {
@@ -113,8 +145,11 @@ impl DataDir {
         let manifest = Manifest::load(root)?;
         let dir = Self {
             root: root.to_owned(),
-            _lock: Some(lock),
-            manifest: Mutex::new(manifest),
+            lock: Some(lock),
+            state: Mutex::new(State {
+                manifest,
+                ..State::default()
+            }),
             options,
         };
         dir.remove_unpublished()?;
@@ -129,8 +164,11 @@ impl DataDir {
         }
         Ok(Self {
             root: root.to_owned(),
-            _lock: None,
-            manifest: Mutex::new(Manifest::load(root)?),
+            lock: None,
+            state: Mutex::new(State {
+                manifest: Manifest::load(root)?,
+                ..State::default()
+            }),
             options: SegmentOptions::default(),
         })
     }
@@ -141,29 +179,67 @@ impl DataDir {
 
     /// A snapshot of the manifest.
     pub fn manifest(&self) -> Manifest {
-        self.lock_manifest().clone()
+        self.lock_state().manifest.clone()
     }
 
-    /// Re-reads the manifest from disk (for readers of a live directory).
+    /// The published segments and the buffered batches, consistent with
+    /// each other.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock_state();
+        Snapshot {
+            manifest: state.manifest.clone(),
+            buffered: state.buffer.clone(),
+        }
+    }
+
+    /// True for the one writer of the directory.
+    pub fn is_writer(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Re-reads the manifest from disk, for readers of a directory another
+    /// process writes. The writer's own manifest is the one on disk already.
     pub fn reload(&self) -> Result<()> {
+        if self.is_writer() {
+            return Ok(());
+        }
         let m = Manifest::load(&self.root)?;
-        *self.lock_manifest() = m;
+        self.lock_state().manifest = m;
         Ok(())
+    }
+
+    /// Adds an acknowledged batch to the write buffer. Callers add in WAL
+    /// order.
+    pub fn buffer_push(&self, batch: Buffered) {
+        let mut state = self.lock_state();
+        debug_assert!(state.buffer.last().is_none_or(|b| b.lsn < batch.lsn));
+        state.buffer_bytes += batch.mem_bytes;
+        state.buffer.push(Arc::new(batch));
+    }
+
+    /// Arrow memory held by the write buffer, and the age of its oldest batch.
+    pub fn buffer_usage(&self) -> (usize, Option<Duration>) {
+        let state = self.lock_state();
+        (
+            state.buffer_bytes,
+            state.buffer.first().map(|b| b.added.elapsed()),
+        )
     }
 
     pub fn path_of(&self, seg: &SegmentMeta) -> PathBuf {
         self.root.join(&seg.path)
     }
 
-    fn lock_manifest(&self) -> std::sync::MutexGuard<'_, Manifest> {
-        self.manifest.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Deletes segment files and temp files the manifest does not list.
     /// Returns how many were removed.
     pub fn remove_unpublished(&self) -> Result<usize> {
         let known: std::collections::HashSet<PathBuf> = self
-            .lock_manifest()
+            .lock_state()
+            .manifest
             .segments
             .iter()
             .flat_map(|s| std::iter::once(&s.path).chain(s.id_index.as_ref()))
@@ -190,10 +266,74 @@ impl DataDir {
         Ok(removed)
     }
 
-    /// Writes a `logs` batch as one segment per hour it spans and publishes
-    /// them in one manifest update. `input_bytes` is the size of the input
-    /// the rows came from (shared out by row count).
+    /// Writes a batch as one segment per hour it spans and publishes them
+    /// in one manifest update. `input_bytes` is the size of the input the
+    /// rows came from (shared out by row count).
     pub fn append(
+        &self,
+        table: Table,
+        batch: &RecordBatch,
+        input_bytes: u64,
+    ) -> Result<Vec<SegmentMeta>> {
+        let metas = self.write_segments(table, batch, input_bytes)?;
+        if !metas.is_empty() {
+            self.publish(&metas, None)?;
+        }
+        Ok(metas)
+    }
+
+    /// Writes the whole write buffer into segments and publishes them with
+    /// the WAL checkpoint of the last batch written, removing those batches
+    /// from the buffer under the same lock: a snapshot sees each row either
+    /// buffered or in a segment. `None` when the buffer was empty.
+    pub fn flush(&self) -> Result<Option<FlushReport>> {
+        let started = std::time::Instant::now();
+        let taken = self.lock_state().buffer.clone();
+        let Some(last) = taken.last() else {
+            return Ok(None);
+        };
+        let checkpoint = last.lsn;
+        let input_bytes: u64 = taken.iter().map(|b| b.input_bytes).sum();
+        let mut metas = Vec::new();
+        let mut rows = 0;
+        for table in [Table::Logs, Table::Rejects] {
+            let batches: Vec<&RecordBatch> = taken.iter().filter_map(|b| b.batch(table)).collect();
+            if let Some(batch) = buffer::concat_conformed(table, &batches)? {
+                rows += batch.num_rows() as u64;
+                let input = if table == Table::Logs { input_bytes } else { 0 };
+                metas.extend(self.write_segments(table, &batch, input)?);
+            }
+        }
+        self.publish(&metas, Some(checkpoint))?;
+        Ok(Some(FlushReport {
+            segments: metas,
+            checkpoint,
+            rows,
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    /// Adds written segments to the manifest (and moves the WAL checkpoint,
+    /// dropping the buffered batches it covers) in one atomic update.
+    fn publish(&self, metas: &[SegmentMeta], checkpoint: Option<u64>) -> Result<()> {
+        let mut state = self.lock_state();
+        let mut next = state.manifest.clone();
+        next.segments.extend(metas.iter().cloned());
+        if let Some(c) = checkpoint {
+            next.wal_checkpoint = next.wal_checkpoint.max(c);
+        }
+        next.store(&self.root)?;
+        state.manifest = next;
+        if let Some(c) = checkpoint {
+            state.buffer.retain(|b| b.lsn > c);
+            state.buffer_bytes = state.buffer.iter().map(|b| b.mem_bytes).sum();
+        }
+        Ok(())
+    }
+
+    /// Writes the segment files of a batch (one per hour it spans), durable
+    /// but not yet published.
+    fn write_segments(
         &self,
         table: Table,
         batch: &RecordBatch,
@@ -215,9 +355,9 @@ impl DataDir {
                 Table::Rejects => part,
             };
             let id = {
-                let mut m = self.lock_manifest();
-                let id = m.next_id;
-                m.next_id += 1;
+                let mut state = self.lock_state();
+                let id = state.manifest.next_id;
+                state.manifest.next_id += 1;
                 id
             };
             let rel = partition_path(table, hour_start, id);
@@ -250,11 +390,6 @@ impl DataDir {
                 created_at: now_nanos(),
             });
         }
-        let mut m = self.lock_manifest();
-        let mut next = m.clone();
-        next.segments.extend(metas.iter().cloned());
-        next.store(&self.root)?;
-        *m = next;
         Ok(metas)
     }
 }

@@ -133,6 +133,11 @@ pub struct Manifest {
     pub format: u32,
     pub next_id: u64,
     pub segments: Vec<SegmentMeta>,
+    /// The daemon's WAL records up to this sequence number are in segments:
+    /// replay starts after it. Published in the same update as the segments
+    /// that hold them, so a crash can neither lose nor repeat them.
+    #[serde(default)]
+    pub wal_checkpoint: u64,
 }
 
 impl Default for Manifest {
@@ -141,6 +146,7 @@ impl Default for Manifest {
             format: FORMAT,
             next_id: 1,
             segments: Vec::new(),
+            wal_checkpoint: 0,
         }
     }
 }
@@ -254,6 +260,7 @@ mod tests {
                 seg(1, &[("a", Int64), ("b", Bool), ("c", Int64)]),
                 seg(2, &[("a", Float64), ("b", Int64), ("d", Utf8)]),
             ],
+            wal_checkpoint: 0,
         };
         assert_eq!(
             m.table_columns(Table::Logs),
@@ -274,6 +281,7 @@ mod tests {
             format: FORMAT,
             next_id: 2,
             segments: vec![seg(1, &[("a", ColumnType::Int64)])],
+            wal_checkpoint: 9,
         };
         m.store(dir.path()).unwrap();
         assert!(!dir.path().join("manifest.json.tmp").exists());

@@ -1,13 +1,17 @@
-//! The TOML config file shared by every subcommand. Every key is optional;
-//! flags override the file. See `weft.example.toml` at the repository root.
+//! The TOML config file shared by every subcommand. Every key is optional.
+//! Precedence: flags, then `WEFT_*` environment variables, then the file,
+//! then the defaults. See `weft.example.toml` at the repository root.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use weft_ingest::NormalizerConfig;
 use weft_query::QueryOptions;
+use weft_server::IngestLimits;
 use weft_storage::SegmentOptions;
+use weft_storage::store::StoreOptions;
 
 /// Default data directory, relative to where weft runs.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./weft-data";
@@ -21,7 +25,34 @@ pub(crate) struct Config {
     pub(crate) segments: SegmentOptions,
     pub(crate) import: ImportConfig,
     pub(crate) query: QueryOptions,
+    pub(crate) serve: ServeConfig,
 }
+
+/// `[serve]`: the daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServeConfig {
+    /// Listen address (`--listen`, `WEFT_LISTEN`) [default: 127.0.0.1:7878].
+    pub(crate) listen: Option<SocketAddr>,
+    /// Most rows in one JSON query answer [default: 10000].
+    pub(crate) max_rows: Option<usize>,
+    /// `text` or `json` (`--log-format`, `WEFT_LOG_FORMAT`) [default: text].
+    pub(crate) log_format: Option<String>,
+    /// `[serve.store]`: WAL, write buffer and flushing.
+    pub(crate) store: StoreOptions,
+    /// `[serve.limits]`: request body and in-flight limits.
+    pub(crate) limits: IngestLimits,
+}
+
+/// The environment variables read, and what they set.
+pub(crate) const ENV_VARS: &[(&str, &str)] = &[
+    ("WEFT_DATA_DIR", "data_dir"),
+    ("WEFT_LISTEN", "serve.listen"),
+    ("WEFT_LOG_FORMAT", "serve.log_format"),
+    ("WEFT_MAX_BODY_BYTES", "serve.limits.max_body_bytes"),
+    ("WEFT_MAX_BUFFER_BYTES", "serve.store.max_buffer_bytes"),
+    ("WEFT_FLUSH_AGE_SECS", "serve.store.flush_age_secs"),
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +85,32 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
+    /// Applies `WEFT_*` overrides from `env` (the process environment in
+    /// `main`; a map in tests).
+    pub(crate) fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn parse<T: std::str::FromStr>(var: &str, v: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{var}={v:?}: {e}"))
+        }
+        for (var, _) in ENV_VARS {
+            let Some(v) = env(var) else { continue };
+            match *var {
+                "WEFT_DATA_DIR" => self.data_dir = Some(PathBuf::from(v)),
+                "WEFT_LISTEN" => self.serve.listen = Some(parse(var, &v)?),
+                "WEFT_LOG_FORMAT" => self.serve.log_format = Some(v),
+                "WEFT_MAX_BODY_BYTES" => self.serve.limits.max_body_bytes = parse(var, &v)?,
+                "WEFT_MAX_BUFFER_BYTES" => self.serve.store.max_buffer_bytes = parse(var, &v)?,
+                "WEFT_FLUSH_AGE_SECS" => self.serve.store.flush_age_secs = parse(var, &v)?,
+                _ => unreachable!("every ENV_VARS entry is handled"),
+            }
+        }
+        Ok(())
+    }
+
     /// `--data`, else the file's `data_dir`, else the default.
     pub(crate) fn data_dir(&self, flag: Option<PathBuf>) -> PathBuf {
         flag.or_else(|| self.data_dir.clone())
@@ -77,6 +134,26 @@ mod tests {
                 .contains(&"x_trace".to_string())
         );
         assert_eq!(c.segments.zstd_level, 3);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c: Config = toml::from_str(
+            "[serve]\nlisten = \"127.0.0.1:1\"\n[serve.limits]\nmax_body_bytes = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.serve.limits.max_body_bytes, 5);
+        let env = |k: &str| match k {
+            "WEFT_LISTEN" => Some("127.0.0.1:9".to_owned()),
+            "WEFT_MAX_BODY_BYTES" => Some("77".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.serve.listen, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(c.serve.limits.max_body_bytes, 77);
+        let bad = |k: &str| (k == "WEFT_MAX_BODY_BYTES").then(|| "lots".to_owned());
+        let e = c.apply_env(bad).unwrap_err().to_string();
+        assert!(e.contains("WEFT_MAX_BODY_BYTES"), "{e}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP daemon (SQL, traces, saved queries) on a data directory.
+    /// Run the daemon: HTTP ingest (WAL, fsync before ack), SQL, traces and saved queries.
     Serve(serve::ServeArgs),
     /// Import NDJSON files (plain, gzip or zstd) into a data directory, offline.
     Import(ImportArgs),
@@ -111,13 +111,18 @@ fn cmd_import(cfg: Config, args: ImportArgs) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = Config::load(cli.config.as_deref()).and_then(|cfg| match cli.command {
-        Command::Serve(args) => serve::cmd_serve(cfg, args),
-        Command::Import(args) => cmd_import(cfg, args),
-        Command::Query(args) => query::cmd_query(cfg, args),
-        Command::Trace(args) => query::cmd_trace(cfg, args),
-        Command::Queries(args) => query::cmd_queries(cfg, args),
-    });
+    let result = Config::load(cli.config.as_deref())
+        .and_then(|mut cfg| {
+            cfg.apply_env(|k| std::env::var(k).ok())?;
+            Ok(cfg)
+        })
+        .and_then(|cfg| match cli.command {
+            Command::Serve(args) => serve::cmd_serve(cfg, args),
+            Command::Import(args) => cmd_import(cfg, args),
+            Command::Query(args) => query::cmd_query(cfg, args),
+            Command::Trace(args) => query::cmd_trace(cfg, args),
+            Command::Queries(args) => query::cmd_queries(cfg, args),
+        });
     match result {
         Ok(code) => code,
         Err(e) => {

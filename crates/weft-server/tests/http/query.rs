@@ -1,4 +1,4 @@
-//! The router without a socket: status codes and JSON shapes.
+//! Query, trace, saved-query and health endpoints over imported segments.
 
 use std::sync::Arc;
 

@@ -1,0 +1,390 @@
+//! `POST /v1/ingest`: NDJSON batches from shippers.
+//!
+//! Checked in the order a shipper's retry logic needs: not ready or storage
+//! trouble → 503, a declared body over the limit → 413 before anything is
+//! read, the in-flight byte budget spent → 429, then the body is read under
+//! the limit (413 past it; a client that goes away mid-body commits
+//! nothing), decompressed under its own cap (413 for a bomb, 400 for a
+//! corrupt stream) and stored off the async runtime. 429 and 503 carry
+//! `Retry-After`.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use weft_ingest::Defaults;
+use weft_storage::store::{IngestError, IngestOutcome, IngestRequest};
+
+use crate::AppState;
+
+/// Limits on what one request may bring.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestLimits {
+    /// Largest request body as sent (compressed or not): 413 past it.
+    pub max_body_bytes: usize,
+    /// Largest body after decompression: 413 past it.
+    pub max_decompressed_bytes: usize,
+    /// Request bytes being read or stored at once, all requests together:
+    /// 429 past it.
+    pub max_inflight_bytes: usize,
+    /// Seconds a refused shipper is asked to wait (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_inflight_bytes: 256 << 20,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// Defaults a request may set by query parameter.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct IngestParams {
+    service: Option<String>,
+    host: Option<String>,
+}
+
+/// The answer of `POST /v1/ingest`.
+#[derive(Debug, Serialize)]
+struct IngestAnswer {
+    accepted: u64,
+    rejected: u64,
+    errors: Vec<LineErrorAnswer>,
+    /// True when this answers a retry of a request already stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct LineErrorAnswer {
+    line: u64,
+    reason: String,
+}
+
+/// A refusal: status, message, and whether to send `Retry-After`.
+fn refuse(state: &AppState, status: StatusCode, message: String) -> Response {
+    let outcome = match status {
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_client_error() => "bad_request",
+        _ => "error",
+    };
+    state.metrics.count_request("ndjson", outcome);
+    let mut resp = (status, Json(json!({ "error": message }))).into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            state
+                .ingest
+                .retry_after_secs
+                .to_string()
+                .parse()
+                .expect("digits"),
+        );
+    }
+    resp
+}
+
+/// Gives back reserved in-flight bytes when the request ends, however it ends.
+struct Reservation<'a> {
+    state: &'a AppState,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.state
+            .metrics
+            .inflight_bytes
+            .fetch_sub(self.bytes as u64, Ordering::AcqRel);
+    }
+}
+
+fn reserve(state: &AppState, bytes: usize) -> Option<Reservation<'_>> {
+    let budget = state.ingest.max_inflight_bytes as u64;
+    let m = &state.metrics.inflight_bytes;
+    let mut cur = m.load(Ordering::Acquire);
+    loop {
+        // One request alone may always use the whole budget.
+        if cur > 0 && cur + bytes as u64 > budget {
+            return None;
+        }
+        match m.compare_exchange_weak(cur, cur + bytes as u64, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Some(Reservation { state, bytes }),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+pub(crate) async fn post_ingest(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(store) = state.store.clone() else {
+        return refuse(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server is read-only: no store is open".into(),
+        );
+    };
+    if let Some(reason) = store.unavailable() {
+        return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
+    let limit = state.ingest.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refuse(
+            &state,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "body of {} bytes is over the {limit}-byte limit",
+                declared.unwrap_or(0)
+            ),
+        );
+    }
+    let encoding = match Encoding::of(&headers) {
+        Ok(e) => e,
+        Err(msg) => return refuse(&state, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg),
+    };
+    // Reserve what the body may take once read and decompressed.
+    let expect = declared.map_or(limit, |n| n as usize);
+    let expect = match encoding {
+        Encoding::Identity => expect,
+        _ => expect
+            .saturating_mul(4)
+            .min(state.ingest.max_decompressed_bytes),
+    };
+    let Some(_reservation) = reserve(&state, expect) else {
+        return refuse(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many bytes in flight; retry shortly".into(),
+        );
+    };
+    let raw = match to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            // Over the limit, or the client went away: nothing is stored.
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_big {
+                refuse(
+                    &state,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body is over the {limit}-byte limit"),
+                )
+            } else {
+                refuse(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                )
+            };
+        }
+    };
+    state
+        .metrics
+        .ingest_wire_bytes
+        .fetch_add(raw.len() as u64, Ordering::Relaxed);
+    let defaults = Defaults {
+        service: params
+            .service
+            .or_else(|| header_text(&headers, "x-weft-service")),
+        host: params.host.or_else(|| header_text(&headers, "x-weft-host")),
+    };
+    let key = header_text(&headers, "idempotency-key");
+    let cap = state.ingest.max_decompressed_bytes;
+    let task_store = Arc::clone(&store);
+    let result = tokio::task::spawn_blocking(move || {
+        let body = encoding.decode(&raw, cap)?;
+        let n = body.len() as u64;
+        task_store
+            .ingest(IngestRequest {
+                source: "http:/v1/ingest".into(),
+                body,
+                defaults,
+                idempotency_key: key,
+            })
+            .map(|o| (o, n))
+            .map_err(Refusal::Store)
+    })
+    .await;
+    match result {
+        Ok(Ok((outcome, n))) => {
+            state.metrics.count_outcome("ndjson", &outcome);
+            if !outcome.duplicate {
+                state.metrics.count_bytes("ndjson", n);
+            }
+            state.metrics.count_request("ndjson", "ok");
+            Json(answer(outcome)).into_response()
+        }
+        Ok(Err(Refusal::TooLarge)) => refuse(
+            &state,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body decompresses to more than the {cap}-byte limit"),
+        ),
+        Ok(Err(Refusal::Corrupt(msg))) => refuse(&state, StatusCode::BAD_REQUEST, msg),
+        Ok(Err(Refusal::Store(e))) => {
+            let status = match e {
+                IngestError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+                IngestError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                IngestError::NotReady | IngestError::Unavailable(_) | IngestError::ShuttingDown => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            refuse(&state, status, e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ingest task failed");
+            refuse(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".into(),
+            )
+        }
+    }
+}
+
+fn answer(o: IngestOutcome) -> IngestAnswer {
+    IngestAnswer {
+        accepted: o.accepted,
+        rejected: o.rejected,
+        errors: o
+            .errors
+            .into_iter()
+            .map(|(line, reason)| LineErrorAnswer { line, reason })
+            .collect(),
+        duplicate: o.duplicate,
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// Why a body was not stored.
+enum Refusal {
+    TooLarge,
+    Corrupt(String),
+    Store(IngestError),
+}
+
+/// A request body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Encoding {
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Self, String> {
+        let Some(v) = headers.get(header::CONTENT_ENCODING) else {
+            return Ok(Encoding::Identity);
+        };
+        let v = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        match v.as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "zstd" => Ok(Encoding::Zstd),
+            other => Err(format!(
+                "Content-Encoding {other:?} is not supported; send gzip, zstd or none"
+            )),
+        }
+    }
+
+    /// The decoded body, refusing more than `cap` bytes of it.
+    fn decode(self, raw: &[u8], cap: usize) -> Result<Vec<u8>, Refusal> {
+        match self {
+            Encoding::Identity => {
+                if raw.len() > cap {
+                    return Err(Refusal::TooLarge);
+                }
+                Ok(raw.to_vec())
+            }
+            Encoding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(raw), cap, "gzip"),
+            Encoding::Zstd => match zstd::stream::read::Decoder::new(raw) {
+                Ok(d) => read_capped(d, cap, "zstd"),
+                Err(e) => Err(Refusal::Corrupt(format!("corrupt zstd body: {e}"))),
+            },
+        }
+    }
+}
+
+fn read_capped(r: impl Read, cap: usize, what: &str) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::new();
+    let mut limited = r.take(cap as u64 + 1);
+    match limited.read_to_end(&mut out) {
+        Ok(_) if out.len() > cap => Err(Refusal::TooLarge),
+        Ok(_) => Ok(out),
+        Err(e) => Err(Refusal::Corrupt(format!("corrupt {what} body: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn decoding_is_capped_and_corruption_is_named() {
+        let body = vec![b'a'; 10_000];
+        let gz = gzip(&body);
+        assert_eq!(Encoding::Gzip.decode(&gz, 10_000).ok(), Some(body.clone()));
+        assert!(matches!(
+            Encoding::Gzip.decode(&gz, 9_999),
+            Err(Refusal::TooLarge)
+        ));
+        let zs = zstd::encode_all(&body[..], 3).unwrap();
+        assert_eq!(Encoding::Zstd.decode(&zs, 10_000).ok(), Some(body));
+        assert!(matches!(
+            Encoding::Zstd.decode(&zs, 100),
+            Err(Refusal::TooLarge)
+        ));
+        match Encoding::Gzip.decode(b"\x1f\x8b\x08\x00garbage", 100) {
+            Err(Refusal::Corrupt(m)) => assert!(m.starts_with("corrupt gzip body"), "{m}"),
+            _ => panic!("corrupt gzip must be refused as corrupt"),
+        }
+        assert!(matches!(
+            Encoding::Zstd.decode(b"not zstd", 100),
+            Err(Refusal::Corrupt(_))
+        ));
+        assert!(matches!(
+            Encoding::Identity.decode(b"abc", 2),
+            Err(Refusal::TooLarge)
+        ));
+    }
+}

@@ -1,0 +1,326 @@
+//! `POST /v1/ingest`: answers, limits and refusals, and read-your-writes
+//! through `POST /v1/query`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use weft_ingest::NormalizerConfig;
+use weft_query::{Engine, QueryOptions, saved};
+use weft_server::{AppState, IngestLimits, router};
+use weft_storage::SegmentOptions;
+use weft_storage::store::{Store, StoreOptions};
+
+struct App {
+    router: axum::Router,
+    store: Arc<Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn app_with(options: StoreOptions, limits: IngestLimits, replay: bool) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        SegmentOptions::default(),
+        NormalizerConfig::default(),
+        options,
+    )
+    .unwrap();
+    if replay {
+        store.replay().unwrap();
+    }
+    let engine = Engine::over(Arc::clone(store.data()), QueryOptions::default());
+    let state = AppState::new(engine, saved::load(None).unwrap(), 100)
+        .with_store(Arc::clone(&store), limits);
+    App {
+        router: router(Arc::new(state)),
+        store,
+        _dir: dir,
+    }
+}
+
+fn app() -> App {
+    app_with(StoreOptions::default(), IngestLimits::default(), true)
+}
+
+struct Answer {
+    status: StatusCode,
+    json: Value,
+    headers: axum::http::HeaderMap,
+}
+
+async fn send(app: &App, req: Request<Body>) -> Answer {
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        headers,
+    }
+}
+
+fn ingest() -> axum::http::request::Builder {
+    Request::builder().method("POST").uri("/v1/ingest")
+}
+
+async fn post(app: &App, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let mut req = Request::builder().method("POST").uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(app, req.body(Body::from(body)).unwrap()).await
+}
+
+async fn count(app: &App, sql: &str) -> Value {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/query")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "sql": sql }).to_string()))
+        .unwrap();
+    let a = send(app, req).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    a.json["rows"][0][0].clone()
+}
+
+fn lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"message\":\"line {i}\",\"trace_id\":\"t{}\",\"n\":{i}}}\n",
+                i % 3
+            )
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn accepted_lines_are_queryable_at_once_and_bad_ones_are_named() {
+    let app = app();
+    let mut body = lines(5);
+    body.extend_from_slice(b"{\"message\": \"cut\n");
+    let a = post(&app, "/v1/ingest?service=checkout", &[], body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["accepted"], 5);
+    assert_eq!(a.json["rejected"], 1);
+    assert_eq!(a.json["errors"][0]["line"], 6);
+    assert!(
+        a.json["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON"),
+        "{}",
+        a.json
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 5);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM logs WHERE service = 'checkout' AND correlation_id = 't1'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM rejects").await, 1);
+    // A flush moves the rows into segments: still counted once.
+    app.store.flush().unwrap();
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 5);
+    let a = post(&app, "/v1/ingest", &[("x-weft-service", "web")], lines(2)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 7);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM logs WHERE service = 'web'").await,
+        2
+    );
+    assert_eq!(count(&app, "SELECT sum(n) FROM logs").await, 10 + 1);
+}
+
+#[tokio::test]
+async fn gzip_and_zstd_bodies_are_decoded_and_corrupt_ones_are_400() {
+    let app = app();
+    let a = post(
+        &app,
+        "/v1/ingest",
+        &[("content-encoding", "gzip")],
+        gzip(&lines(4)),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json["accepted"].clone()),
+        (StatusCode::OK, json!(4))
+    );
+    let z = zstd::encode_all(&lines(3)[..], 3).unwrap();
+    let a = post(&app, "/v1/ingest", &[("content-encoding", "zstd")], z).await;
+    assert_eq!(
+        (a.status, a.json["accepted"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let mut bad = gzip(&lines(4));
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let a = post(&app, "/v1/ingest", &[("content-encoding", "gzip")], bad).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+    assert!(
+        a.json["error"].as_str().unwrap().contains("gzip"),
+        "{}",
+        a.json
+    );
+    let a = post(&app, "/v1/ingest", &[("content-encoding", "br")], lines(1)).await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 7);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limits_are_413_and_store_nothing() {
+    let limits = IngestLimits {
+        max_body_bytes: 1000,
+        max_decompressed_bytes: 5000,
+        ..IngestLimits::default()
+    };
+    let app = app_with(StoreOptions::default(), limits, true);
+    // Declared too big: refused before reading.
+    let a = post(&app, "/v1/ingest", &[], lines(100)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.json);
+    // Not declared (streamed), too big once read.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = lines(100)
+        .chunks(100)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let req = ingest()
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let a = send(&app, req).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.json);
+    // A gzip bomb: small on the wire, over the cap decompressed.
+    let bomb = gzip(&vec![b' '; 1 << 19]);
+    assert!(bomb.len() < 1000);
+    let a = post(&app, "/v1/ingest", &[("content-encoding", "gzip")], bomb).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.json);
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_off_commits_nothing() {
+    let app = app();
+    let chunks = vec![
+        Ok(Bytes::from(lines(3))),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    let req = ingest()
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    let a = send(&app, req).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
+}
+
+#[tokio::test]
+async fn overload_is_429_and_not_ready_is_503_both_with_retry_after() {
+    let full = app_with(
+        StoreOptions {
+            max_buffer_bytes: 1,
+            ..StoreOptions::default()
+        },
+        IngestLimits::default(),
+        true,
+    );
+    assert_eq!(
+        post(&full, "/v1/ingest", &[], lines(2)).await.status,
+        StatusCode::OK
+    );
+    let a = post(&full, "/v1/ingest", &[], lines(2)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
+    assert_eq!(a.headers["retry-after"], "1");
+
+    let unready = app_with(StoreOptions::default(), IngestLimits::default(), false);
+    let r = send(
+        &unready,
+        Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let a = post(&unready, "/v1/ingest", &[], lines(2)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.json);
+    assert_eq!(a.headers["retry-after"], "1");
+    unready.store.replay().unwrap();
+    let r = send(
+        &unready,
+        Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        post(&unready, "/v1/ingest", &[], lines(2)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_answer_retries_and_refuse_reuse() {
+    let app = app();
+    let key = [("idempotency-key", "batch-7")];
+    let a = post(&app, "/v1/ingest", &key, lines(3)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.json.get("duplicate").is_none());
+    let b = post(&app, "/v1/ingest", &key, lines(3)).await;
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(b.json["duplicate"], true);
+    assert_eq!(b.json["accepted"], 3);
+    let c = post(&app, "/v1/ingest", &key, lines(4)).await;
+    assert_eq!(c.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", c.json);
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 3);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
+    let app = app();
+    let a = post(&app, "/v1/ingest", &[("x-request-id", "req-42")], lines(2)).await;
+    assert_eq!(a.headers["x-request-id"], "req-42");
+    let mut body = lines(1);
+    body.extend_from_slice(b"plain text\n");
+    let b = post(&app, "/v1/ingest", &[], body).await;
+    let made_up = b.headers["x-request-id"].to_str().unwrap();
+    assert!(!made_up.is_empty());
+    let resp = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for want in [
+        "weft_ingest_lines_total{source=\"ndjson\",outcome=\"accepted\"} 3",
+        "weft_ingest_lines_total{source=\"ndjson\",outcome=\"rejected\"} 1",
+        "weft_ingest_requests_total{source=\"ndjson\",outcome=\"ok\"} 2",
+        "weft_rejects_total{reason=\"not_json\"} 1",
+        "weft_wal_fsync_seconds_count 2",
+        "weft_ready 1",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(text.contains("weft_buffer_bytes "), "{text}");
+}

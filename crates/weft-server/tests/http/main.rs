@@ -1,0 +1,4 @@
+//! The router without a socket: status codes, headers and JSON shapes.
+
+mod ingest;
+mod query;

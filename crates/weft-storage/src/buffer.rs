@@ -1,0 +1,200 @@
+//! The write buffer: rows the daemon has acknowledged (they are in the WAL)
+//! but not yet written into segments.
+//!
+//! The WAL's commit thread adds one [`Buffered`] per committed batch, in
+//! WAL order; a flush turns a prefix of them into segments and removes them
+//! in the same step that publishes the segments (see
+//! [`DataDir::flush`](crate::DataDir::flush)), so a query's
+//! [`Snapshot`](crate::Snapshot) sees every row exactly once. Batches keep
+//! the schema the normalizer gave them; [`conform`] brings them to a table
+//! schema when they are read or flushed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::{cast, concat_batches};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+
+use crate::manifest::{ColumnType, Manifest, Table};
+use crate::{Error, Result};
+
+/// One acknowledged batch, as the normalizer produced it.
+#[derive(Debug)]
+pub struct Buffered {
+    /// The WAL record holding its input.
+    pub lsn: u64,
+    pub logs: Option<RecordBatch>,
+    pub rejects: Option<RecordBatch>,
+    /// Bytes of (decompressed) input the batch came from.
+    pub input_bytes: u64,
+    /// Arrow memory it holds.
+    pub mem_bytes: usize,
+    pub added: Instant,
+}
+
+impl Buffered {
+    pub fn new(
+        lsn: u64,
+        logs: Option<RecordBatch>,
+        rejects: Option<RecordBatch>,
+        input_bytes: u64,
+    ) -> Self {
+        let logs = logs.filter(|b| b.num_rows() > 0);
+        let rejects = rejects.filter(|b| b.num_rows() > 0);
+        let mem_bytes = [&logs, &rejects]
+            .into_iter()
+            .flatten()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        Self {
+            lsn,
+            logs,
+            rejects,
+            input_bytes,
+            mem_bytes,
+            added: Instant::now(),
+        }
+    }
+
+    pub fn batch(&self, table: Table) -> Option<&RecordBatch> {
+        match table {
+            Table::Logs => self.logs.as_ref(),
+            Table::Rejects => self.rejects.as_ref(),
+        }
+    }
+}
+
+/// A consistent view for one query: the published segments and the
+/// buffered batches not in them.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub manifest: Manifest,
+    pub buffered: Vec<Arc<Buffered>>,
+}
+
+impl Snapshot {
+    /// The buffered batches of `table`.
+    pub fn batches(&self, table: Table) -> impl Iterator<Item = &RecordBatch> {
+        self.buffered.iter().filter_map(move |b| b.batch(table))
+    }
+
+    /// The table's columns over segments and buffer, widened where they
+    /// disagree, in first-seen order (segments first).
+    pub fn table_columns(&self, table: Table) -> Result<Vec<(String, ColumnType)>> {
+        let mut columns = self.manifest.table_columns(table);
+        for batch in self.batches(table) {
+            merge_columns(&mut columns, &Manifest::columns_of(batch.schema_ref())?);
+        }
+        Ok(columns)
+    }
+}
+
+/// Adds `more` to `into`, widening the types of columns both have.
+pub fn merge_columns(into: &mut Vec<(String, ColumnType)>, more: &[(String, ColumnType)]) {
+    for (name, ty) in more {
+        match into.iter_mut().find(|(n, _)| n == name) {
+            Some(cur) => cur.1 = cur.1.widen(*ty),
+            None => into.push((name.clone(), *ty)),
+        }
+    }
+}
+
+/// `batch` with exactly `schema`'s columns: missing ones null, others cast
+/// to the (wider) type the schema has.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(Arc::clone(c)),
+            Some(c) => cast(c, f.data_type()).map_err(Error::from),
+            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// The schema for a column list; `core` fields keep their declared type and
+/// nullability.
+pub fn schema_of(columns: &[(String, ColumnType)], core: &[Field]) -> SchemaRef {
+    let fields = columns
+        .iter()
+        .map(|(name, ty)| match core.iter().find(|f| f.name() == name) {
+            Some(f) => f.clone(),
+            None => Field::new(name, ty.to_arrow(), true),
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
+}
+
+/// The core fields of `table`.
+pub fn core_fields(table: Table) -> Vec<Field> {
+    match table {
+        Table::Logs => weft_ingest::model::core_fields(),
+        Table::Rejects => weft_ingest::reject::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect(),
+    }
+}
+
+/// One batch of `table` out of many with differing schemas.
+pub fn concat_conformed(table: Table, batches: &[&RecordBatch]) -> Result<Option<RecordBatch>> {
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    let mut columns = Vec::new();
+    for b in batches {
+        merge_columns(&mut columns, &Manifest::columns_of(b.schema_ref())?);
+    }
+    let schema = schema_of(&columns, &core_fields(table));
+    let conformed = batches
+        .iter()
+        .map(|b| conform(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(concat_batches(&schema, &conformed)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Float64Type};
+
+    fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn concat_widens_and_fills_missing_columns_with_null() {
+        let a = batch(vec![
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("s", Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef),
+        ]);
+        let b = batch(vec![(
+            "n",
+            Arc::new(Float64Array::from(vec![2.5])) as ArrayRef,
+        )]);
+        let out = concat_conformed(Table::Logs, &[&a, &b]).unwrap().unwrap();
+        assert_eq!(out.num_rows(), 3);
+        assert_eq!(out.schema().field(0).data_type(), &DataType::Float64);
+        let n = out.column(0).as_primitive::<Float64Type>();
+        assert_eq!(n.values().to_vec(), vec![1.0, 2.0, 2.5]);
+        let s = out.column(1).as_string::<i32>();
+        assert_eq!(s.value(1), "y");
+        assert!(s.is_null(2));
+    }
+
+    #[test]
+    fn merge_columns_keeps_first_seen_order() {
+        use ColumnType::*;
+        let mut cols = vec![("a".to_owned(), Int64)];
+        merge_columns(&mut cols, &[("b".into(), Bool), ("a".into(), Utf8)]);
+        assert_eq!(cols, vec![("a".into(), Utf8), ("b".into(), Bool)]);
+    }
+}

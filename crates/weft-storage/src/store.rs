@@ -1,0 +1,900 @@
+//! The daemon's write path: WAL → write buffer → segments.
+//!
+//! [`Store::ingest`] normalizes a request body, hands it to the commit
+//! thread and returns once the body is in the WAL and fsynced; the commit
+//! thread writes every request waiting at that moment and fsyncs once for
+//! all of them (group commit), then adds their batches to the write buffer
+//! in WAL order, so an acknowledged row is visible to queries at once. A
+//! flusher thread turns the buffer into segments by size and age; the
+//! segments and the WAL checkpoint are published in one manifest update,
+//! and only then are the WAL files the checkpoint covers deleted.
+//!
+//! A WAL record holds the request as received (decompressed), with its
+//! receive time, defaults and idempotency key, so replay after a crash
+//! normalizes the same bytes into the same rows. Replay skips the records
+//! at or below the manifest's checkpoint: they are in segments already.
+//!
+//! An fsync or write error poisons the WAL: from then on every ingest is
+//! refused ([`IngestError::Unavailable`]), never retried and acknowledged.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use weft_ingest::{BodyOptions, Defaults, FieldRegistry, NormalizerConfig, normalize_body};
+
+use crate::wal::{self, Recovery, Wal};
+use crate::{Buffered, DataDir, Error, FlushReport, Result, SegmentOptions, Table, fsync_dir};
+
+/// Limits and intervals of the write path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// Start a new WAL file past this size.
+    pub wal_file_bytes: u64,
+    /// Flush the buffer to segments once it holds this much Arrow memory…
+    pub flush_bytes: usize,
+    /// …or once its oldest batch is this old, in seconds.
+    pub flush_age_secs: f64,
+    /// Refuse ingest (429) while the buffer holds this much.
+    pub max_buffer_bytes: usize,
+    /// Longest line taken; longer ones are rejects.
+    pub max_line: usize,
+    /// How many idempotency keys are remembered (oldest forgotten first).
+    pub idempotency_keys: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            wal_file_bytes: wal::DEFAULT_FILE_BYTES,
+            flush_bytes: 128 << 20,
+            flush_age_secs: 10.0,
+            max_buffer_bytes: 512 << 20,
+            max_line: 1 << 20,
+            idempotency_keys: 100_000,
+        }
+    }
+}
+
+/// One request to store.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// Where it came from, e.g. `http:/v1/ingest` (kept in rejects).
+    pub source: String,
+    /// NDJSON, decompressed.
+    pub body: Vec<u8>,
+    pub defaults: Defaults,
+    pub idempotency_key: Option<String>,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// `(line, reason)` of the first refused lines.
+    pub errors: Vec<(u64, String)>,
+    /// Refused lines per reason label.
+    #[serde(default)]
+    pub reasons: Vec<(String, u64)>,
+    /// The WAL record holding it.
+    pub lsn: u64,
+    /// True when this answers a retry of a request already stored.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Why a request was not stored. Nothing of it was kept.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("not ready: the WAL is being replayed")]
+    NotReady,
+    #[error("write buffer full ({bytes} bytes); segments are being written, retry shortly")]
+    Overloaded { bytes: usize },
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("idempotency key {0:?} was used before for a different body")]
+    KeyReused(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Counters of the write path, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub wal_bytes: AtomicU64,
+    pub wal_appends: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub wal_fsync_micros: AtomicU64,
+    /// fsync latency histogram, bucket upper bounds in [`FSYNC_BUCKETS`].
+    pub wal_fsync_buckets: [AtomicU64; FSYNC_BUCKETS.len()],
+    pub wal_truncated_bytes: AtomicU64,
+    pub wal_quarantined_files: AtomicU64,
+    pub wal_replayed_records: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_errors: AtomicU64,
+    pub flush_micros: AtomicU64,
+    pub flushed_rows: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the fsync latency buckets.
+pub const FSYNC_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0];
+
+/// The commit thread's work.
+enum Msg {
+    Commit(Box<Pending>),
+    /// Rotate the WAL and delete the files at or below this lsn.
+    Truncate(u64, SyncSender<Result<usize>>),
+}
+
+/// A normalized request waiting for its fsync.
+struct Pending {
+    payload: Vec<u8>,
+    buffered: (
+        Option<arrow::array::RecordBatch>,
+        Option<arrow::array::RecordBatch>,
+    ),
+    input_bytes: u64,
+    reply: SyncSender<std::result::Result<u64, String>>,
+}
+
+/// A remembered idempotency key.
+#[derive(Debug, Clone)]
+enum KeyState {
+    /// Stored: the fingerprint of its body and the answer given.
+    Done(u64, IngestOutcome),
+    /// Being stored by another request now.
+    InFlight,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    map: HashMap<String, KeyState>,
+    order: VecDeque<String>,
+}
+
+/// Keys file: the answers of keyed requests whose WAL records are gone.
+const KEYS_FILE: &str = "idempotency.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyRecord {
+    key: String,
+    fingerprint: u64,
+    outcome: IngestOutcome,
+}
+
+/// The daemon's write path over one data directory.
+pub struct Store {
+    data: Arc<DataDir>,
+    options: StoreOptions,
+    body: BodyOptions,
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    commit_thread: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Recovered WAL records, until replay takes them.
+    recovered: Mutex<Option<Recovery>>,
+    ready: AtomicBool,
+    /// Set when the WAL failed: no more acknowledgements.
+    failed: Mutex<Option<String>>,
+    /// The last flush error, cleared by a good flush.
+    flush_error: Mutex<Option<String>>,
+    keys: Mutex<Keys>,
+    keys_done: Condvar,
+    stats: Arc<StoreStats>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.data.root())
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayReport {
+    pub wal_files: usize,
+    /// Records found after the checkpoint and put back in the buffer.
+    pub replayed: usize,
+    /// Records at or below the checkpoint (already in segments).
+    pub skipped: usize,
+    pub rows: u64,
+    pub truncated_bytes: u64,
+    /// `(file, quarantined copy, reason)` of WAL files with corruption.
+    pub quarantined: Vec<(PathBuf, PathBuf, String)>,
+    pub elapsed_ms: u64,
+}
+
+impl Store {
+    /// Opens the data directory as its one writer and recovers the WAL
+    /// (torn tail cut, corruption quarantined). Nothing is ingested until
+    /// [`Store::replay`] has put the recovered records back.
+    pub fn open(
+        root: &Path,
+        segments: SegmentOptions,
+        normalizer: NormalizerConfig,
+        options: StoreOptions,
+    ) -> Result<Arc<Self>> {
+        let data = Arc::new(DataDir::open_writer(root, segments)?);
+        let existing: Vec<String> = data
+            .manifest()
+            .table_columns(Table::Logs)
+            .into_iter()
+            .skip(weft_ingest::model::CORE_FIELD_COUNT)
+            .map(|(n, _)| n)
+            .collect();
+        let body = BodyOptions {
+            registry: Arc::new(FieldRegistry::with_existing(
+                normalizer.max_fields,
+                existing,
+            )),
+            config: Arc::new(normalizer),
+            max_line: options.max_line,
+        };
+        let (wal, recovery) = Wal::open(&root.join("wal"), options.wal_file_bytes)?;
+        let stats = Arc::new(StoreStats::default());
+        stats.wal_bytes.store(wal.bytes(), Ordering::Relaxed);
+        let store = Arc::new(Self {
+            data,
+            options,
+            body,
+            tx: Mutex::new(None),
+            commit_thread: Mutex::new(None),
+            flusher: Mutex::new(None),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            recovered: Mutex::new(Some(recovery)),
+            ready: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            flush_error: Mutex::new(None),
+            keys: Mutex::new(Keys::default()),
+            keys_done: Condvar::new(),
+            stats,
+        });
+        store.load_keys()?;
+        let (tx, rx) = sync_channel::<Msg>(1024);
+        *lock(&store.tx) = Some(tx);
+        let weak = Arc::downgrade(&store);
+        // Numbers must pass the checkpoint even when the WAL files it covered
+        // are gone, or replay would take new records for flushed ones.
+        let next_lsn = wal.last_lsn().max(store.data.manifest().wal_checkpoint) + 1;
+        let handle = std::thread::Builder::new()
+            .name("weft-wal".into())
+            .spawn(move || commit_loop(wal, next_lsn, rx, weak))
+            .map_err(|e| Error::io(root, e))?;
+        *lock(&store.commit_thread) = Some(handle);
+        Ok(store)
+    }
+
+    pub fn data(&self) -> &Arc<DataDir> {
+        &self.data
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// True once replay is done and the WAL is healthy.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && lock(&self.failed).is_none()
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn unavailable(&self) -> Option<String> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Some(IngestError::NotReady.to_string());
+        }
+        lock(&self.failed).clone()
+    }
+
+    /// Normalizes the recovered WAL records after the checkpoint back into
+    /// the write buffer, then marks the store ready.
+    pub fn replay(&self) -> Result<ReplayReport> {
+        let started = Instant::now();
+        let Some(recovery) = lock(&self.recovered).take() else {
+            return Ok(ReplayReport::default());
+        };
+        let checkpoint = self.data.manifest().wal_checkpoint;
+        let mut report = ReplayReport {
+            wal_files: recovery.files,
+            truncated_bytes: recovery.truncated_bytes,
+            quarantined: recovery
+                .quarantined
+                .iter()
+                .map(|q| (q.file.clone(), q.copy.clone(), q.reason.clone()))
+                .collect(),
+            ..ReplayReport::default()
+        };
+        self.stats
+            .wal_truncated_bytes
+            .fetch_add(recovery.truncated_bytes, Ordering::Relaxed);
+        self.stats
+            .wal_quarantined_files
+            .fetch_add(recovery.quarantined.len() as u64, Ordering::Relaxed);
+        for record in recovery.records {
+            let entry = match WalEntry::decode(&record.payload) {
+                Ok(e) => e,
+                Err(reason) => {
+                    return Err(Error::Corrupt {
+                        path: self.data.root().join("wal"),
+                        reason: format!("record {}: {reason}", record.lsn),
+                    });
+                }
+            };
+            let known_key = entry
+                .key
+                .as_ref()
+                .is_some_and(|k| lock(&self.keys).map.contains_key(*k));
+            if record.lsn <= checkpoint && (entry.key.is_none() || known_key) {
+                report.skipped += 1;
+                continue;
+            }
+            let out = normalize_body(
+                entry.body,
+                &Arc::from(entry.source),
+                entry.observed_at,
+                entry.defaults(),
+                &self.body,
+            );
+            let outcome = outcome_of(&out, record.lsn);
+            if let Some(key) = entry.key {
+                self.remember(key.to_owned(), KeyState::Done(entry.fingerprint, outcome));
+            }
+            if record.lsn <= checkpoint {
+                report.skipped += 1;
+                continue;
+            }
+            report.replayed += 1;
+            report.rows += out.counts.accepted;
+            self.data.buffer_push(Buffered::new(
+                record.lsn,
+                out.logs,
+                out.rejects,
+                entry.body.len() as u64,
+            ));
+        }
+        self.stats
+            .wal_replayed_records
+            .fetch_add(report.replayed as u64, Ordering::Relaxed);
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        self.ready.store(true, Ordering::Release);
+        Ok(report)
+    }
+
+    /// Stores one request: normalized, in the WAL and fsynced, in the
+    /// buffer. Blocking: call it off the async runtime.
+    pub fn ingest(&self, req: IngestRequest) -> std::result::Result<IngestOutcome, IngestError> {
+        if let Some(reason) = self.refusal() {
+            return Err(reason);
+        }
+        let Some(key) = req.idempotency_key.clone() else {
+            return self.store(&req, 0);
+        };
+        let fingerprint = fingerprint(&req.body);
+        // One request per key at a time; a retry waits for the first one.
+        {
+            let mut keys = lock(&self.keys);
+            loop {
+                match keys.map.get(&key) {
+                    Some(KeyState::Done(fp, outcome)) if *fp == fingerprint => {
+                        return Ok(IngestOutcome {
+                            duplicate: true,
+                            ..outcome.clone()
+                        });
+                    }
+                    Some(KeyState::Done(..)) => return Err(IngestError::KeyReused(key)),
+                    Some(KeyState::InFlight) => {
+                        keys = self.keys_done.wait(keys).unwrap_or_else(|e| e.into_inner());
+                    }
+                    None => {
+                        keys.map.insert(key.clone(), KeyState::InFlight);
+                        break;
+                    }
+                }
+            }
+        }
+        let result = self.store(&req, fingerprint);
+        {
+            let mut keys = lock(&self.keys);
+            match &result {
+                Ok(outcome) => {
+                    keys.map
+                        .insert(key.clone(), KeyState::Done(fingerprint, outcome.clone()));
+                    keys.order.push_back(key);
+                    while keys.order.len() > self.options.idempotency_keys {
+                        if let Some(old) = keys.order.pop_front() {
+                            keys.map.remove(&old);
+                        }
+                    }
+                }
+                Err(_) => {
+                    keys.map.remove(&key);
+                }
+            }
+        }
+        self.keys_done.notify_all();
+        result
+    }
+
+    fn refusal(&self) -> Option<IngestError> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Some(IngestError::NotReady);
+        }
+        if let Some(reason) = lock(&self.failed).clone() {
+            return Some(IngestError::Unavailable(reason));
+        }
+        let (bytes, _) = self.data.buffer_usage();
+        if bytes >= self.options.max_buffer_bytes {
+            // Segments cannot be written: that is not load, it is trouble.
+            if let Some(reason) = lock(&self.flush_error).clone() {
+                return Some(IngestError::Unavailable(format!(
+                    "cannot write segments: {reason}"
+                )));
+            }
+            return Some(IngestError::Overloaded { bytes });
+        }
+        None
+    }
+
+    fn store(
+        &self,
+        req: &IngestRequest,
+        fingerprint: u64,
+    ) -> std::result::Result<IngestOutcome, IngestError> {
+        let observed_at = crate::now_nanos();
+        let entry = WalEntry {
+            observed_at,
+            source: &req.source,
+            key: req.idempotency_key.as_deref(),
+            fingerprint,
+            service: req.defaults.service.as_deref(),
+            host: req.defaults.host.as_deref(),
+            body: &req.body,
+        };
+        let out = normalize_body(
+            &req.body,
+            &Arc::from(req.source.as_str()),
+            observed_at,
+            req.defaults.clone(),
+            &self.body,
+        );
+        let mut outcome = outcome_of(&out, 0);
+        let (reply, answer) = sync_channel(1);
+        let pending = Pending {
+            payload: entry.encode(),
+            buffered: (out.logs, out.rejects),
+            input_bytes: req.body.len() as u64,
+            reply,
+        };
+        let tx = lock(&self.tx).clone().ok_or(IngestError::ShuttingDown)?;
+        tx.send(Msg::Commit(Box::new(pending)))
+            .map_err(|_| IngestError::ShuttingDown)?;
+        match answer.recv() {
+            Ok(Ok(lsn)) => {
+                outcome.lsn = lsn;
+                Ok(outcome)
+            }
+            Ok(Err(reason)) => Err(IngestError::Unavailable(reason)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
+    }
+
+    /// Writes the buffer into segments, publishes them with the WAL
+    /// checkpoint, saves the idempotency answers, then deletes the WAL files
+    /// the checkpoint covers.
+    pub fn flush(&self) -> Result<Option<FlushReport>> {
+        let report = match self.data.flush() {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.flush_error) = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        *lock(&self.flush_error) = None;
+        let Some(report) = report else {
+            return Ok(None);
+        };
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .flush_micros
+            .fetch_add(report.elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.stats
+            .flushed_rows
+            .fetch_add(report.rows, Ordering::Relaxed);
+        self.save_keys()?;
+        if let Some(tx) = lock(&self.tx).clone() {
+            let (reply, answer) = sync_channel(1);
+            if tx.send(Msg::Truncate(report.checkpoint, reply)).is_ok() {
+                answer.recv().unwrap_or(Ok(0))?;
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// Starts the thread that flushes by size and age.
+    pub fn start_flusher(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let stop = Arc::clone(&self.stop);
+        let tick = Duration::from_millis(100);
+        let handle = std::thread::Builder::new()
+            .name("weft-flush".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (m, cv) = &*stop;
+                        let stopped = lock(m);
+                        let (stopped, _) = cv
+                            .wait_timeout(stopped, tick)
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let Some(store) = weak.upgrade() else { return };
+                    let (bytes, age) = store.data.buffer_usage();
+                    let due = bytes >= store.options.flush_bytes
+                        || age.is_some_and(|a| a.as_secs_f64() >= store.options.flush_age_secs);
+                    if due && let Err(e) = store.flush() {
+                        tracing::error!(error = %e, "flush failed; the rows stay in the buffer and the WAL");
+                    }
+                }
+            })
+            .expect("spawn flusher");
+        *lock(&self.flusher) = Some(handle);
+    }
+
+    /// Stops taking writes, flushes what is buffered and stops the threads.
+    pub fn shutdown(&self) -> Result<Option<FlushReport>> {
+        {
+            let (m, cv) = &*self.stop;
+            *lock(m) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = lock(&self.flusher).take() {
+            let _ = h.join();
+        }
+        let report = if self.ready.load(Ordering::Acquire) && lock(&self.failed).is_none() {
+            self.flush()?
+        } else {
+            None
+        };
+        lock(&self.tx).take();
+        if let Some(h) = lock(&self.commit_thread).take() {
+            let _ = h.join();
+        }
+        Ok(report)
+    }
+
+    fn remember(&self, key: String, state: KeyState) {
+        let mut keys = lock(&self.keys);
+        if keys.map.insert(key.clone(), state).is_none() {
+            keys.order.push_back(key);
+        }
+        while keys.order.len() > self.options.idempotency_keys {
+            if let Some(old) = keys.order.pop_front() {
+                keys.map.remove(&old);
+            }
+        }
+    }
+
+    fn keys_path(&self) -> PathBuf {
+        self.data.root().join(KEYS_FILE)
+    }
+
+    fn load_keys(&self) -> Result<()> {
+        let path = self.keys_path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let records: Vec<KeyRecord> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        for r in records {
+            self.remember(r.key, KeyState::Done(r.fingerprint, r.outcome));
+        }
+        Ok(())
+    }
+
+    /// Writes the remembered answers atomically (temp, fsync, rename, fsync dir).
+    fn save_keys(&self) -> Result<()> {
+        let records: Vec<KeyRecord> = {
+            let keys = lock(&self.keys);
+            keys.order
+                .iter()
+                .filter_map(|k| match keys.map.get(k) {
+                    Some(KeyState::Done(fp, outcome)) => Some(KeyRecord {
+                        key: k.clone(),
+                        fingerprint: *fp,
+                        outcome: outcome.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        };
+        let path = self.keys_path();
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(&records).expect("keys serialize");
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        fsync_dir(self.data.root())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn outcome_of(out: &weft_ingest::BodyBatch, lsn: u64) -> IngestOutcome {
+    IngestOutcome {
+        accepted: out.counts.accepted,
+        rejected: out.counts.rejected,
+        errors: out
+            .errors
+            .iter()
+            .map(|e| (e.line, e.reason.to_string()))
+            .collect(),
+        reasons: out
+            .reasons
+            .iter()
+            .map(|(l, n)| ((*l).to_owned(), *n))
+            .collect(),
+        lsn,
+        duplicate: false,
+    }
+}
+
+/// FNV-1a over the body: tells a retry from a different request reusing a key.
+fn fingerprint(body: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in body {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1
+}
+
+/// Most requests one group commit writes before its fsync.
+const GROUP_MAX: usize = 256;
+
+/// The commit thread: owns the WAL; appends every waiting request, fsyncs
+/// once, buffers them in order, answers.
+fn commit_loop(mut wal: Wal, mut next_lsn: u64, rx: Receiver<Msg>, store: std::sync::Weak<Store>) {
+    let mut poisoned: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut group = Vec::new();
+        let mut control = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Commit(p) => group.push(*p),
+                Msg::Truncate(lsn, reply) => control.push((lsn, reply)),
+            }
+            if group.len() < GROUP_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        let Some(store) = store.upgrade() else { return };
+        if !group.is_empty() {
+            let n = group.len() as u64;
+            commit_group(&mut wal, next_lsn, group, &store, &mut poisoned);
+            next_lsn += n;
+        }
+        for (lsn, reply) in control {
+            let result = match &poisoned {
+                Some(reason) => Err(Error::WalFailed(reason.clone())),
+                None => wal.rotate().and_then(|()| wal.remove_through(lsn)),
+            };
+            store.stats.wal_bytes.store(wal.bytes(), Ordering::Relaxed);
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn commit_group(
+    wal: &mut Wal,
+    first_lsn: u64,
+    group: Vec<Pending>,
+    store: &Store,
+    poisoned: &mut Option<String>,
+) {
+    if let Some(reason) = poisoned.as_ref() {
+        for p in group {
+            let _ = p.reply.send(Err(reason.clone()));
+        }
+        return;
+    }
+    let mut result = Ok(Duration::ZERO);
+    for (i, p) in group.iter().enumerate() {
+        if let Err(e) = wal.append(first_lsn + i as u64, &p.payload) {
+            result = Err(e);
+            break;
+        }
+    }
+    let result = result.and_then(|_| wal.sync());
+    let stats = &store.stats;
+    stats.wal_bytes.store(wal.bytes(), Ordering::Relaxed);
+    match result {
+        Ok(took) => {
+            stats.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
+            stats
+                .wal_appends
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            stats
+                .wal_fsync_micros
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            let secs = took.as_secs_f64();
+            if let Some(i) = FSYNC_BUCKETS.iter().position(|b| secs <= *b) {
+                stats.wal_fsync_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+            for (i, p) in group.into_iter().enumerate() {
+                let lsn = first_lsn + i as u64;
+                let Pending {
+                    buffered: (logs, rejects),
+                    input_bytes,
+                    reply,
+                    ..
+                } = p;
+                store
+                    .data
+                    .buffer_push(Buffered::new(lsn, logs, rejects, input_bytes));
+                let _ = reply.send(Ok(lsn));
+            }
+        }
+        Err(e) => {
+            let reason = format!("WAL write failed, writes stopped until restart: {e}");
+            tracing::error!(error = %e, "WAL write or fsync failed; refusing writes from now on");
+            *lock(&store.failed) = Some(reason.clone());
+            *poisoned = Some(reason.clone());
+            for p in group {
+                let _ = p.reply.send(Err(reason.clone()));
+            }
+        }
+    }
+}
+
+/// A WAL record's payload: a request as received.
+///
+/// `u8 version (1) | i64 observed_at | str source | opt-str key | u64
+/// fingerprint | opt-str service | opt-str host | body to the end`, where a
+/// str is a u32 length and bytes and an absent opt-str has length u32::MAX;
+/// integers little-endian.
+#[derive(Debug, Clone, PartialEq)]
+struct WalEntry<'a> {
+    observed_at: i64,
+    source: &'a str,
+    key: Option<&'a str>,
+    fingerprint: u64,
+    service: Option<&'a str>,
+    host: Option<&'a str>,
+    body: &'a [u8],
+}
+
+const ENTRY_VERSION: u8 = 1;
+
+impl<'a> WalEntry<'a> {
+    fn defaults(&self) -> Defaults {
+        Defaults {
+            service: self.service.map(str::to_owned),
+            host: self.host.map(str::to_owned),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        out.push(ENTRY_VERSION);
+        out.extend_from_slice(&self.observed_at.to_le_bytes());
+        put_str(&mut out, Some(self.source));
+        put_str(&mut out, self.key);
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        put_str(&mut out, self.service);
+        put_str(&mut out, self.host);
+        out.extend_from_slice(self.body);
+        out
+    }
+
+    fn decode(mut b: &'a [u8]) -> std::result::Result<Self, String> {
+        let version = take(&mut b, 1)?[0];
+        if version != ENTRY_VERSION {
+            return Err(format!("unknown entry version {version}"));
+        }
+        let observed_at = i64::from_le_bytes(take(&mut b, 8)?.try_into().expect("8 bytes"));
+        let source = get_str(&mut b)?.ok_or("entry without a source")?;
+        let key = get_str(&mut b)?;
+        let fingerprint = u64::from_le_bytes(take(&mut b, 8)?.try_into().expect("8 bytes"));
+        let service = get_str(&mut b)?;
+        let host = get_str(&mut b)?;
+        Ok(Self {
+            observed_at,
+            source,
+            key,
+            fingerprint,
+            service,
+            host,
+            body: b,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> std::result::Result<&'a [u8], String> {
+    if b.len() < n {
+        return Err("entry is cut short".into());
+    }
+    let (head, rest) = b.split_at(n);
+    *b = rest;
+    Ok(head)
+}
+
+fn get_str<'a>(b: &mut &'a [u8]) -> std::result::Result<Option<&'a str>, String> {
+    let len = u32::from_le_bytes(take(b, 4)?.try_into().expect("4 bytes"));
+    if len == u32::MAX {
+        return Ok(None);
+    }
+    let bytes = take(b, len as usize)?;
+    std::str::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| "entry string is not UTF-8".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_entries_round_trip() {
+        let e = WalEntry {
+            observed_at: -5,
+            source: "http:/v1/ingest",
+            key: Some("k-1"),
+            fingerprint: 42,
+            service: None,
+            host: Some("h"),
+            body: b"{\"a\":1}\n",
+        };
+        let bytes = e.encode();
+        assert_eq!(WalEntry::decode(&bytes).unwrap(), e);
+        assert!(WalEntry::decode(&bytes[..10]).is_err());
+        let mut bad = bytes.clone();
+        bad[0] = 9;
+        assert!(WalEntry::decode(&bad).unwrap_err().contains("version"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The daemon's write path: acknowledged batches are buffered, flushed into
+//! segments exactly once, replayed after a crash, and refused clearly.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use weft_ingest::{Defaults, NormalizerConfig};
+use weft_storage::store::{IngestError, IngestRequest, Store, StoreOptions};
+use weft_storage::{SegmentOptions, Table};
+
+fn open_unreplayed(dir: &Path, options: StoreOptions) -> Arc<Store> {
+    Store::open(
+        dir,
+        SegmentOptions::default(),
+        NormalizerConfig::default(),
+        options,
+    )
+    .unwrap()
+}
+
+fn open(dir: &Path) -> Arc<Store> {
+    let s = open_unreplayed(dir, StoreOptions::default());
+    s.replay().unwrap();
+    s
+}
+
+/// Lines with `seq` from `range`, all in one hour.
+fn body(range: std::ops::Range<i64>) -> Vec<u8> {
+    let mut out = String::new();
+    for i in range {
+        out.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T10:00:{:02}Z\",\"service\":\"api\",\"message\":\"m{i}\",\"seq\":{i}}}\n",
+            i % 60
+        ));
+    }
+    out.into_bytes()
+}
+
+fn request(body: Vec<u8>, key: Option<&str>) -> IngestRequest {
+    IngestRequest {
+        source: "test".into(),
+        body,
+        defaults: Defaults::default(),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn seqs_of(batch: &RecordBatch, out: &mut BTreeMap<i64, usize>) {
+    let col = batch.column_by_name("seq").expect("seq column");
+    let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).unwrap();
+    let col = col.as_primitive::<Int64Type>();
+    for i in 0..col.len() {
+        *out.entry(col.value(i)).or_default() += 1;
+    }
+}
+
+/// Every `seq` a query would see (segments ∪ buffer), with how often.
+fn seqs(store: &Store) -> BTreeMap<i64, usize> {
+    let snap = store.data().snapshot();
+    let mut out = BTreeMap::new();
+    for seg in snap.manifest.segments(Table::Logs) {
+        let f = File::open(store.data().root().join(&seg.path)).unwrap();
+        for b in ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            seqs_of(&b.unwrap(), &mut out);
+        }
+    }
+    for b in snap.batches(Table::Logs) {
+        seqs_of(b, &mut out);
+    }
+    out
+}
+
+fn assert_exactly(store: &Store, range: std::ops::Range<i64>) {
+    let got = seqs(store);
+    let want: BTreeMap<i64, usize> = range.map(|i| (i, 1)).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn acknowledged_rows_are_visible_then_flushed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for k in 0..3 {
+        let out = store
+            .ingest(request(body(k * 10..k * 10 + 10), None))
+            .unwrap();
+        assert_eq!((out.accepted, out.rejected), (10, 0));
+        assert_eq!(out.lsn, k as u64 + 1);
+    }
+    assert_exactly(&store, 0..30);
+    assert_eq!(store.data().manifest().segments.len(), 0);
+    let report = store.flush().unwrap().expect("something to flush");
+    assert_eq!(report.checkpoint, 3);
+    assert_eq!(report.rows, 30);
+    assert_eq!(store.data().snapshot().buffered.len(), 0);
+    assert_eq!(store.data().manifest().wal_checkpoint, 3);
+    assert_exactly(&store, 0..30);
+    // The flushed WAL files are gone: only the fresh file's header remains.
+    assert!(
+        store
+            .stats()
+            .wal_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 64
+    );
+    assert!(store.flush().unwrap().is_none(), "nothing left to flush");
+}
+
+#[test]
+fn a_crash_loses_nothing_acknowledged_and_repeats_nothing_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store.ingest(request(body(0..10), None)).unwrap();
+        store.ingest(request(body(10..20), None)).unwrap();
+        store.flush().unwrap();
+        store.ingest(request(body(20..30), None)).unwrap();
+        // Dropped without shutdown: the third batch is only in the WAL.
+    }
+    let store = open_unreplayed(dir.path(), StoreOptions::default());
+    assert!(matches!(
+        store.ingest(request(body(30..31), None)),
+        Err(IngestError::NotReady)
+    ));
+    let report = store.replay().unwrap();
+    assert_eq!(report.replayed, 1);
+    assert_eq!(report.rows, 10);
+    assert_exactly(&store, 0..30);
+    // New records number past the checkpoint though the flushed WAL files are gone.
+    let out = store.ingest(request(body(30..40), None)).unwrap();
+    assert!(out.lsn > store.data().manifest().wal_checkpoint);
+    drop(store);
+    let store = open(dir.path());
+    assert_exactly(&store, 0..40);
+}
+
+#[test]
+fn a_retried_idempotency_key_is_stored_once_across_flush_and_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let first = store.ingest(request(body(0..10), Some("k1"))).unwrap();
+        let again = store.ingest(request(body(0..10), Some("k1"))).unwrap();
+        assert!(!first.duplicate);
+        assert!(again.duplicate);
+        assert_eq!((again.lsn, again.accepted), (first.lsn, 10));
+        assert!(matches!(
+            store.ingest(request(body(5..6), Some("k1"))),
+            Err(IngestError::KeyReused(k)) if k == "k1"
+        ));
+        store.flush().unwrap();
+        store.ingest(request(body(10..20), Some("k2"))).unwrap();
+    }
+    // k1 is remembered from the keys file, k2 from the WAL.
+    let store = open(dir.path());
+    assert!(
+        store
+            .ingest(request(body(0..10), Some("k1")))
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        store
+            .ingest(request(body(10..20), Some("k2")))
+            .unwrap()
+            .duplicate
+    );
+    assert_exactly(&store, 0..20);
+}
+
+#[test]
+fn bad_lines_get_reasons_and_go_to_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut b = body(0..2);
+    b.extend_from_slice(b"not json\n[1,2]\n");
+    let out = store.ingest(request(b, None)).unwrap();
+    assert_eq!((out.accepted, out.rejected), (2, 2));
+    let lines: Vec<u64> = out.errors.iter().map(|e| e.0).collect();
+    assert_eq!(lines, vec![3, 4]);
+    let snap = store.data().snapshot();
+    let rejects: usize = snap.batches(Table::Rejects).map(|b| b.num_rows()).sum();
+    assert_eq!(rejects, 2);
+    store.flush().unwrap();
+    assert_eq!(
+        store
+            .data()
+            .manifest()
+            .segments(Table::Rejects)
+            .map(|s| s.rows)
+            .sum::<u64>(),
+        2
+    );
+}
+
+#[test]
+fn a_full_buffer_refuses_without_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unreplayed(
+        dir.path(),
+        StoreOptions {
+            max_buffer_bytes: 1,
+            ..StoreOptions::default()
+        },
+    );
+    store.replay().unwrap();
+    store.ingest(request(body(0..10), None)).unwrap();
+    match store.ingest(request(body(10..20), None)) {
+        Err(IngestError::Overloaded { bytes }) => assert!(bytes > 0),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    assert_exactly(&store, 0..10);
+    store.flush().unwrap();
+    store.ingest(request(body(10..20), None)).unwrap();
+    assert_exactly(&store, 0..20);
+}
+
+#[test]
+fn concurrent_requests_share_fsyncs_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    std::thread::scope(|s| {
+        for t in 0..8i64 {
+            let store = &store;
+            s.spawn(move || {
+                for k in 0..10 {
+                    let start = (t * 10 + k) * 5;
+                    store.ingest(request(body(start..start + 5), None)).unwrap();
+                }
+            });
+        }
+    });
+    assert_exactly(&store, 0..400);
+    let st = store.stats();
+    let appends = st.wal_appends.load(std::sync::atomic::Ordering::Relaxed);
+    let fsyncs = st.wal_fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(appends, 80);
+    assert!(
+        fsyncs >= 1 && fsyncs <= appends,
+        "{fsyncs} fsyncs for {appends} appends"
+    );
+    eprintln!("group commit: {appends} records in {fsyncs} fsyncs");
+    store.shutdown().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_exactly(&store, 0..400);
+    assert_eq!(
+        store.data().snapshot().buffered.len(),
+        0,
+        "shutdown flushed"
+    );
+}
