@@ -134,6 +134,20 @@ mod tests {
                 .contains(&"x_trace".to_string())
         );
         assert_eq!(c.segments.zstd_level, 3);
+        // The example spells out the defaults.
+        let d = Config::default();
+        assert_eq!(
+            c.serve.listen,
+            Some(crate::serve::DEFAULT_LISTEN.parse().unwrap())
+        );
+        assert_eq!(
+            serde_json::to_value(&c.serve.store).unwrap(),
+            serde_json::to_value(&d.serve.store).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&c.serve.limits).unwrap(),
+            serde_json::to_value(&d.serve.limits).unwrap()
+        );
     }
 
     #[test]
