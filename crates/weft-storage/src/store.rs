@@ -133,6 +133,9 @@ enum Msg {
     Commit(Box<Pending>),
     /// Rotate the WAL and delete the files at or below this lsn.
     Truncate(u64, SyncSender<Result<usize>>),
+    /// Make the next fsync fail.
+    #[cfg(test)]
+    FailNextFsync,
 }
 
 /// A normalized request waiting for its fsync.
@@ -698,6 +701,8 @@ fn commit_loop(mut wal: Wal, mut next_lsn: u64, rx: Receiver<Msg>, store: std::s
             match msg {
                 Msg::Commit(p) => group.push(*p),
                 Msg::Truncate(lsn, reply) => control.push((lsn, reply)),
+                #[cfg(test)]
+                Msg::FailNextFsync => wal.fail_next_fsync(),
             }
             if group.len() < GROUP_MAX {
                 next = rx.try_recv().ok();
@@ -878,6 +883,41 @@ fn get_str<'a>(b: &mut &'a [u8]) -> std::result::Result<Option<&'a str>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_fsync_stops_every_acknowledgement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            SegmentOptions::default(),
+            NormalizerConfig::default(),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        store.replay().unwrap();
+        let req = |n: u8| IngestRequest {
+            source: "t".into(),
+            body: format!("{{\"message\":\"m{n}\"}}\n").into_bytes(),
+            defaults: Defaults::default(),
+            idempotency_key: None,
+        };
+        store.ingest(req(1)).unwrap();
+        let tx = lock(&store.tx).clone().unwrap();
+        tx.send(Msg::FailNextFsync).unwrap();
+        assert!(matches!(
+            store.ingest(req(2)),
+            Err(IngestError::Unavailable(_))
+        ));
+        // No retry and acknowledge: the WAL stays failed.
+        assert!(matches!(
+            store.ingest(req(3)),
+            Err(IngestError::Unavailable(_))
+        ));
+        assert!(!store.is_ready());
+        assert!(store.unavailable().unwrap().contains("WAL write failed"));
+        // Only the acknowledged batch is in the buffer.
+        assert_eq!(store.data().snapshot().buffered.len(), 1);
+    }
 
     #[test]
     fn wal_entries_round_trip() {

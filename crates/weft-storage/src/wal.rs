@@ -344,6 +344,12 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Makes the next fsync fail, for tests of what follows a failure.
+    #[cfg(test)]
+    pub(crate) fn fail_next_fsync(&mut self) {
+        self.fail_next_fsync = true;
+    }
+
     #[cfg(test)]
     fn fault(&mut self) -> io::Result<()> {
         if std::mem::take(&mut self.fail_next_fsync) {
