@@ -1,6 +1,8 @@
 //! weft end to end: one test binary, a module per area.
 
 mod cli_query;
+mod crash;
+mod daemon;
 mod differential;
 mod edges;
 mod import;

@@ -1,5 +1,8 @@
 //! Helpers for weft's end-to-end tests: find the built `weft` binary, run
-//! it, and run the Python interop scripts.
+//! it, run the Python interop scripts, and drive `weft serve` over loopback
+//! HTTP ([`daemon`]).
+
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
