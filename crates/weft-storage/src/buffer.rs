@@ -5,7 +5,7 @@
 //! WAL order; a flush turns a prefix of them into segments and removes them
 //! in the same step that publishes the segments (see
 //! [`DataDir::flush`](crate::DataDir::flush)), so a query's
-//! [`Snapshot`](crate::Snapshot) sees every row exactly once. Batches keep
+//! [`Snapshot`] sees every row exactly once. Batches keep
 //! the schema the normalizer gave them; [`conform`] brings them to a table
 //! schema when they are read or flushed.
 
