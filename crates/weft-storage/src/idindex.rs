@@ -26,8 +26,13 @@ const MAGIC: &[u8; 8] = b"WEFTIDS1";
 /// FNV-1a, 64 bit: stable across versions and platforms, which the index
 /// on disk needs, and fast on short ids.
 pub fn hash_id(id: &str) -> u64 {
+    fnv1a(id.as_bytes())
+}
+
+/// FNV-1a, 64 bit, over bytes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id.as_bytes() {
+    for &b in bytes {
         h ^= b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }

@@ -676,14 +676,9 @@ fn outcome_of(out: &weft_ingest::BodyBatch, lsn: u64) -> IngestOutcome {
     }
 }
 
-/// FNV-1a over the body: tells a retry from a different request reusing a key.
+/// Tells a retry from a different request reusing a key.
 fn fingerprint(body: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in body {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h | 1
+    crate::idindex::fnv1a(body)
 }
 
 /// Most requests one group commit writes before its fsync.
