@@ -13,14 +13,25 @@ use weft_ingest::{Defaults, NormalizerConfig};
 use weft_storage::store::{IngestError, IngestRequest, Store, StoreOptions};
 use weft_storage::{SegmentOptions, Table};
 
+/// Opens the store. A store dropped just before may still be releasing
+/// its lock on its commit thread (it holds the store while it answers the
+/// last request), so `Locked` is retried for a moment.
 fn open_unreplayed(dir: &Path, options: StoreOptions) -> Arc<Store> {
-    Store::open(
-        dir,
-        SegmentOptions::default(),
-        NormalizerConfig::default(),
-        options,
-    )
-    .unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(
+            dir,
+            SegmentOptions::default(),
+            NormalizerConfig::default(),
+            options.clone(),
+        ) {
+            Ok(s) => return s,
+            Err(weft_storage::Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 fn open(dir: &Path) -> Arc<Store> {
