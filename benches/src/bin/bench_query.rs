@@ -135,6 +135,7 @@ import json, sys, time, duckdb
 data, ids, aggs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads = 2")
+con.execute("SET enable_progress_bar = false")
 src = f"read_parquet('{data}/segments/**/*.parquet', union_by_name = true)"
 con.execute(f"CREATE VIEW logs AS SELECT * FROM {src}")
 out = {"version": duckdb.__version__, "lookups": [], "aggregates": {}}
@@ -210,7 +211,12 @@ fn main() -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let duck: Value = serde_json::from_slice(&out.stdout)?;
+        // The answer is the last line: anything DuckDB prints before it
+        // (a progress bar, a warning) is not ours to parse.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
+        let duck: Value = serde_json::from_str(last.unwrap_or_default())
+            .with_context(|| format!("duckdb side printed no JSON answer: {stdout}"))?;
         // Both must find the same lines.
         for (i, (w, d)) in lookups
             .iter()
