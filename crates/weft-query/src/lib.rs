@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::{
+    CacheManager, CacheManagerConfig, FileMetadataCache,
+};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -121,6 +124,9 @@ pub struct QueryOptions {
     pub target_partitions: usize,
     /// Extra directory of saved `*.sql` queries (added to the built-in ones).
     pub queries_dir: Option<PathBuf>,
+    /// Memory for Parquet footers and page indexes kept between queries, in
+    /// bytes (least recently used ones go first).
+    pub metadata_cache_bytes: usize,
 }
 
 impl Default for QueryOptions {
@@ -130,6 +136,7 @@ impl Default for QueryOptions {
             timeout_secs: 60.0,
             target_partitions: 0,
             queries_dir: None,
+            metadata_cache_bytes: 256 << 20,
         }
     }
 }
@@ -160,6 +167,21 @@ pub struct Engine {
     data: Arc<DataDir>,
     options: QueryOptions,
     ids: Arc<IdIndexCache>,
+    /// Parquet footers and page indexes, shared by every query's runtime.
+    metadata: Arc<FileMetadataCache>,
+}
+
+/// Caches for a query's runtime: only the engine's metadata cache (the
+/// segments table lists its files itself, from the manifest).
+fn cache_config(
+    options: &QueryOptions,
+    metadata: Option<Arc<FileMetadataCache>>,
+) -> CacheManagerConfig {
+    CacheManagerConfig::default()
+        .with_file_metadata_cache(metadata)
+        .with_metadata_cache_limit(options.metadata_cache_bytes)
+        .with_file_statistics_cache_limit(0)
+        .with_list_files_cache_limit(0)
 }
 
 /// The statements a query may be: reads only.
@@ -180,10 +202,14 @@ impl Engine {
     /// An engine over a directory this process writes (the daemon): its
     /// queries see the write buffer as well as the segments.
     pub fn over(data: Arc<DataDir>, options: QueryOptions) -> Self {
+        let metadata = CacheManager::try_new(&cache_config(&options, None))
+            .expect("a cache manager without caches to check cannot fail")
+            .get_file_metadata_cache();
         Self {
             data,
             options,
             ids: Arc::default(),
+            metadata,
         }
     }
 
@@ -220,6 +246,10 @@ impl Engine {
         opts.execution.parquet.enable_page_index = true;
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.options.memory_limit)))
+            .with_cache_manager(cache_config(
+                &self.options,
+                Some(Arc::clone(&self.metadata)),
+            ))
             .build_arc()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);

@@ -9,8 +9,12 @@
 //! the scan to DataFusion's Parquet source it drops whole segments two ways
 //! DataFusion cannot see: by the manifest's time range for `timestamp`
 //! predicates, and by the correlation-ID index for `correlation_id = '…'`
-//! or `IN (…)`. The Parquet source then prunes row groups (statistics,
-//! bloom filter) and pages (page index) inside the files that remain.
+//! or `IN (…)`. For those id lookups the index also names the rows, and
+//! the scan reads only them (a row selection, so Parquet decodes only the
+//! pages that hold them). Otherwise the Parquet source prunes row groups
+//! (statistics, bloom filter) and pages (page index) inside the files that
+//! remain. Footers and page indexes are read once and kept in the engine's
+//! metadata cache: segments never change once published.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,34 +27,38 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetRowSelection,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use weft_ingest::model;
-use weft_storage::idindex::IdSet;
+use weft_storage::idindex::{IdIndex, Run};
 use weft_storage::{SegmentMeta, Snapshot, Table, buffer};
 
 /// Loaded id indexes, by segment id. Segments never change once published,
 /// so an entry never goes stale.
 #[derive(Debug, Default)]
 pub struct IdIndexCache {
-    sets: Mutex<HashMap<u64, Arc<IdSet>>>,
+    sets: Mutex<HashMap<u64, Arc<IdIndex>>>,
 }
 
 impl IdIndexCache {
-    fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdSet>> {
+    fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdIndex>> {
         let rel = seg.id_index.as_ref()?;
         let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sets.get(&seg.id) {
             return Some(Arc::clone(s));
         }
         // A missing or damaged index only loses the shortcut: the segment is scanned.
-        let set = Arc::new(IdSet::read(&root.join(rel)).ok()?);
+        let set = Arc::new(IdIndex::read(&root.join(rel)).ok()?);
         sets.insert(seg.id, Arc::clone(&set));
         Some(set)
     }
@@ -99,6 +107,12 @@ impl SegmentsTable {
 
     /// The segments a scan with `filters` has to read.
     pub fn candidates(&self, filters: &[Expr]) -> Vec<&SegmentMeta> {
+        self.plan(filters).into_iter().map(|c| c.segment).collect()
+    }
+
+    /// The segments a scan with `filters` has to read and, when the filters
+    /// pin `correlation_id` and the segment's index names rows, which rows.
+    fn plan(&self, filters: &[Expr]) -> Vec<Candidate<'_>> {
         let time_col = match self.table {
             Table::Logs => model::TIMESTAMP,
             Table::Rejects => model::OBSERVED_AT,
@@ -109,18 +123,67 @@ impl SegmentsTable {
         } else {
             None
         };
-        self.segments
-            .iter()
-            .filter(|s| s.overlaps(from, to))
-            .filter(|s| match &ids {
-                None => true,
-                Some(ids) => match self.ids.get(&self.root, s) {
-                    Some(set) => ids.iter().any(|id| set.may_contain(id)),
-                    None => true,
-                },
-            })
-            .collect()
+        let mut out = Vec::new();
+        for segment in self.segments.iter().filter(|s| s.overlaps(from, to)) {
+            let index = ids.as_ref().and_then(|_| self.ids.get(&self.root, segment));
+            let (Some(ids), Some(index)) = (&ids, index) else {
+                out.push(Candidate {
+                    segment,
+                    rows: None,
+                });
+                continue;
+            };
+            if !ids.iter().any(|id| index.may_contain(id)) {
+                continue;
+            }
+            let runs: Option<Vec<Run>> = ids
+                .iter()
+                .map(|id| index.runs(id).map(<[Run]>::to_vec))
+                .try_fold(Vec::new(), |mut all, r| {
+                    all.extend(r?);
+                    Some(all)
+                });
+            out.push(Candidate {
+                segment,
+                rows: runs.and_then(|r| selection(r, segment.rows)),
+            });
+        }
+        out
     }
+}
+
+/// A segment to scan, and the rows to read when the id index names them.
+struct Candidate<'a> {
+    segment: &'a SegmentMeta,
+    rows: Option<RowSelection>,
+}
+
+/// The selection of `runs` in a file of `total` rows; `None` (read the
+/// whole file) when a run lies past its end, which only a damaged index
+/// could say.
+fn selection(mut runs: Vec<Run>, total: u64) -> Option<RowSelection> {
+    runs.sort_unstable();
+    let mut selectors = Vec::with_capacity(runs.len() * 2 + 1);
+    let mut at = 0usize;
+    for run in runs {
+        let rows = run.rows();
+        if rows.end as u64 > total {
+            return None;
+        }
+        // Runs of different ids never overlap; merge defensively anyway.
+        let start = rows.start.max(at);
+        if start > at {
+            selectors.push(RowSelector::skip(start - at));
+        }
+        if rows.end > start {
+            selectors.push(RowSelector::select(rows.end - start));
+            at = rows.end;
+        }
+    }
+    if (at as u64) < total {
+        selectors.push(RowSelector::skip(total as usize - at));
+    }
+    Some(RowSelection::from(selectors))
 }
 
 #[async_trait]
@@ -188,11 +251,17 @@ impl SegmentsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let segments = self.candidates(filters);
+        let segments = self.plan(filters);
         if segments.is_empty() {
             return Ok(None);
         }
+        let runtime = state.runtime_env();
+        let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
+        let metadata = runtime.cache_manager.get_file_metadata_cache();
         let source = ParquetSource::new(Arc::clone(&self.schema))
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store, metadata,
+            )))
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_pushdown_filters(true)
             .with_reorder_filters(true)
@@ -203,18 +272,22 @@ impl SegmentsTable {
         // page index pruning; setting one as well would apply it twice.
         // Spread files over the session's partitions, largest first.
         let parts = state.config().target_partitions().max(1);
-        let mut files: Vec<&SegmentMeta> = segments;
-        files.sort_by_key(|s| std::cmp::Reverse(s.bytes));
+        let mut files = segments;
+        files.sort_by_key(|c| std::cmp::Reverse(c.segment.bytes));
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> =
             vec![(0, Vec::new()); parts.min(files.len())];
-        for s in files {
+        for Candidate { segment, rows } in files {
             let g = groups
                 .iter_mut()
                 .min_by_key(|(bytes, _)| *bytes)
                 .expect("at least one group");
-            g.0 += s.bytes;
-            let path = self.root.join(&s.path);
-            g.1.push(PartitionedFile::new(path.to_string_lossy(), s.bytes));
+            g.0 += segment.bytes;
+            let path = self.root.join(&segment.path);
+            let mut file = PartitionedFile::new(path.to_string_lossy(), segment.bytes);
+            if let Some(rows) = rows {
+                file = file.with_extension(ParquetRowSelection::new(rows));
+            }
+            g.1.push(file);
         }
         let config =
             FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))

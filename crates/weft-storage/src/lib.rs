@@ -366,7 +366,7 @@ impl DataDir {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let id_index = if table == Table::Logs {
                 let rel = rel.replace(".parquet", ".ids");
-                idindex::IdSet::of_batch(&part).write(&self.root.join(&rel))?;
+                idindex::IdIndex::of_batch(&part).write(&self.root.join(&rel))?;
                 Some(rel)
             } else {
                 None

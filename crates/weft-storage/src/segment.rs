@@ -33,6 +33,14 @@ pub struct SegmentOptions {
     pub row_group_rows: usize,
     /// Bloom filter false-positive rate for `correlation_id`.
     pub bloom_fpp: f64,
+    /// Most rows in one data page. A point lookup (a trace) decompresses
+    /// every page that holds one of its rows, so pages are kept small.
+    pub page_rows: usize,
+    /// Most bytes (before compression) in one data page.
+    pub page_bytes: usize,
+    /// Most bytes in a column chunk's dictionary page, which a lookup reads
+    /// whole; past it the column falls back to plain encoding.
+    pub dictionary_page_bytes: usize,
 }
 
 impl Default for SegmentOptions {
@@ -41,6 +49,9 @@ impl Default for SegmentOptions {
             zstd_level: 3,
             row_group_rows: 128 * 1024,
             bloom_fpp: 0.01,
+            page_rows: 4096,
+            page_bytes: 128 * 1024,
+            dictionary_page_bytes: 256 * 1024,
         }
     }
 }
@@ -275,6 +286,11 @@ fn base_properties(
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        // The row limit is checked once per write batch: keep those no larger.
+        .set_write_batch_size(opts.page_rows.clamp(1, 1024))
+        .set_data_page_row_count_limit(opts.page_rows.max(1))
+        .set_data_page_size_limit(opts.page_bytes.max(1))
+        .set_dictionary_page_size_limit(opts.dictionary_page_bytes.max(1))
         .set_created_by(format!("weft {}", env!("CARGO_PKG_VERSION"))))
 }
 

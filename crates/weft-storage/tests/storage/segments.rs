@@ -133,12 +133,26 @@ fn segments_are_partitioned_by_hour_sorted_and_published_in_the_manifest() {
         }
         // The id index holds exactly the segment's ids.
         let ids =
-            weft_storage::idindex::IdSet::read(&dir.path().join(m.id_index.as_ref().unwrap()))
+            weft_storage::idindex::IdIndex::read(&dir.path().join(m.id_index.as_ref().unwrap()))
                 .unwrap();
         let distinct: std::collections::HashSet<&str> = id.iter().flatten().collect();
         assert_eq!(ids.len(), distinct.len());
         assert!(distinct.iter().all(|i| ids.may_contain(i)));
         assert!(!ids.may_contain("id-999"));
+        // …and names exactly the rows holding each one.
+        for want in &distinct {
+            let mut named: Vec<usize> = ids
+                .runs(want)
+                .expect("rows known")
+                .iter()
+                .flat_map(|r| r.rows())
+                .collect();
+            named.sort_unstable();
+            let held: Vec<usize> = (0..b.num_rows())
+                .filter(|&r| id.is_valid(r) && id.value(r) == *want)
+                .collect();
+            assert_eq!(named, held, "rows of {want}");
+        }
         for r in 0..b.num_rows() {
             rebuilt.push(rebuild(&b, r).unwrap());
         }
