@@ -51,7 +51,7 @@ impl Default for SegmentOptions {
             bloom_fpp: 0.01,
             page_rows: 4096,
             page_bytes: 128 * 1024,
-            dictionary_page_bytes: 256 * 1024,
+            dictionary_page_bytes: 64 * 1024,
         }
     }
 }
@@ -273,8 +273,13 @@ fn logs_properties(batch: &RecordBatch, opts: &SegmentOptions) -> Result<WriterP
         .set_sorting_columns(Some(sorting))
         .set_column_bloom_filter_enabled(id.clone(), true)
         .set_column_bloom_filter_fpp(id.clone(), opts.bloom_fpp)
-        .set_column_bloom_filter_max_ndv(id, ids)
+        .set_column_bloom_filter_max_ndv(id.clone(), ids)
         .set_bloom_filter_position(BloomFilterPosition::End)
+        // Ids are nearly unique per row group: a dictionary would barely
+        // shrink them (zstd takes the repeats of the sorted runs) and every
+        // lookup would have to read it whole.
+        .set_column_dictionary_enabled(id, false)
+        .set_column_dictionary_enabled(ColumnPath::from(model::SPAN_ID), false)
         .build())
 }
 
