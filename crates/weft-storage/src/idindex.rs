@@ -216,7 +216,7 @@ impl IdIndex {
         let (m, rest) = if magic == MAGIC_V1 {
             (0, &body[16..])
         } else if magic == MAGIC {
-            (usize::try_from(u64_at(16)?).ok()?, &body.get(24..)?[..])
+            (usize::try_from(u64_at(16)?).ok()?, body.get(24..)?)
         } else {
             return None;
         };
@@ -364,7 +364,7 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
             assert!(
-                matches!(IdIndex::read_bytes(&bad), None),
+                IdIndex::read_bytes(&bad).is_none(),
                 "flipped byte {i} went unnoticed"
             );
         }
