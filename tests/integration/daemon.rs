@@ -202,6 +202,14 @@ fn gzip_and_zstd_bodies_are_accepted() {
     let r = d.ingest("", &[("Content-Encoding", "zstd")], b"not zstd at all");
     assert_eq!(r.status, 400, "{}", r.text());
 
+    // Its stderr is a pipe, not a terminal: text logs carry no colour codes.
+    let logs = d.stderr_text();
+    assert!(logs.contains("INFO"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "escape codes in piped logs:\n{logs}"
+    );
+
     assert_eq!(
         d.rows("SELECT seq, message FROM logs ORDER BY seq"),
         serde_json::from_value::<Vec<Vec<Value>>>(json!([

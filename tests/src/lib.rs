@@ -20,9 +20,10 @@ pub fn testdata(name: &str) -> PathBuf {
     repo_root().join("testdata").join(name)
 }
 
-/// The `weft` binary of this build. `cargo test --workspace` builds every
-/// workspace binary before it runs tests, into the directory above the one
-/// holding this test executable.
+/// The `weft` binary of this build profile, in the directory above the one
+/// holding this test executable. `cargo test` does not build it (it belongs
+/// to another package): run `cargo build -p weft` first, as README.md and
+/// `.ci/run` do.
 pub fn weft_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
@@ -32,7 +33,7 @@ pub fn weft_bin() -> PathBuf {
     let bin = dir.join(format!("weft{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not built: run the tests with `cargo test --workspace`",
+        "{} not built: run `cargo build -p weft` before the tests",
         bin.display()
     );
     bin

@@ -140,11 +140,14 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
 
 /// Logs to stderr as text or JSON lines; `RUST_LOG` filters (default info).
 fn init_logging(format: &str) -> Result<()> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in files or journals.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         "json" => builder.json().try_init(),
         "text" => builder.try_init(),
