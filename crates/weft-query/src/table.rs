@@ -448,3 +448,41 @@ pub fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
         || matches!(t, DataType::Dictionary(_, v) if is_text(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(first: u32, len: u32) -> Run {
+        Run { first, len }
+    }
+
+    fn selectors(s: &RowSelection) -> Vec<(bool, usize)> {
+        s.iter().map(|r| (r.skip, r.row_count)).collect()
+    }
+
+    #[test]
+    fn runs_become_a_selection_over_the_whole_file() {
+        // Out of order, touching the start; the rest of the file skipped.
+        let s = selection(vec![run(10, 5), run(0, 2)], 100).unwrap();
+        assert_eq!(
+            selectors(&s),
+            vec![(false, 2), (true, 8), (false, 5), (true, 85)]
+        );
+        // A run that ends the file leaves nothing to skip after it.
+        let s = selection(vec![run(90, 10)], 100).unwrap();
+        assert_eq!(selectors(&s), vec![(true, 90), (false, 10)]);
+        // Overlapping runs (only a hash collision could give them) merge.
+        let s = selection(vec![run(5, 10), run(8, 3), run(12, 6)], 20).unwrap();
+        assert_eq!(selectors(&s), vec![(true, 5), (false, 13), (true, 2)]);
+        // The row count always adds up to the file's.
+        let total: usize = s.iter().map(|r| r.row_count).sum();
+        assert_eq!(total, 20);
+    }
+
+    #[test]
+    fn a_run_past_the_end_reads_the_whole_file() {
+        assert!(selection(vec![run(95, 10)], 100).is_none());
+        assert!(selection(vec![run(0, 1)], 0).is_none());
+    }
+}
