@@ -110,9 +110,32 @@ pub struct DataDir {
 #[derive(Debug, Default)]
 struct State {
     manifest: Manifest,
+    /// Which manifest file a reader last loaded (see [`DataDir::reload`]).
+    manifest_stamp: Option<FileStamp>,
     /// In WAL order.
     buffer: Vec<Arc<Buffered>>,
     buffer_bytes: usize,
+}
+
+/// Identifies one version of a file: a publish renames a new file into
+/// place, so the inode changes even when size and mtime would not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some(Self {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })
+    }
 }
 
 /// What one flush wrote.
@@ -162,11 +185,15 @@ impl DataDir {
         if !root.is_dir() {
             return Err(Error::NotFound(root.to_owned()));
         }
+        // Stamp first: if the file is replaced in between, the next reload
+        // sees a new stamp and loads again.
+        let manifest_stamp = FileStamp::of(&root.join(manifest::MANIFEST_FILE));
         Ok(Self {
             root: root.to_owned(),
             lock: None,
             state: Mutex::new(State {
                 manifest: Manifest::load(root)?,
+                manifest_stamp,
                 ..State::default()
             }),
             options: SegmentOptions::default(),
@@ -203,8 +230,16 @@ impl DataDir {
         if self.is_writer() {
             return Ok(());
         }
+        // Unchanged since the last load (the usual case between queries):
+        // keep it rather than parse it again.
+        let stamp = FileStamp::of(&self.root.join(manifest::MANIFEST_FILE));
+        if stamp.is_some() && stamp == self.lock_state().manifest_stamp {
+            return Ok(());
+        }
         let m = Manifest::load(&self.root)?;
-        self.lock_state().manifest = m;
+        let mut state = self.lock_state();
+        state.manifest = m;
+        state.manifest_stamp = stamp;
         Ok(())
     }
 

@@ -191,6 +191,29 @@ fn rejects_go_to_their_own_table() {
     );
 }
 
+/// A reader follows the writer's publishes: `reload` picks up each new
+/// manifest (an empty directory's included) and keeps an unchanged one.
+#[test]
+fn readers_reload_only_a_changed_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open_writer(dir.path(), SegmentOptions::default()).unwrap();
+    let reader = DataDir::open_reader(dir.path()).unwrap();
+    assert!(reader.manifest().segments.is_empty());
+    let (logs, _) = batch(&lines()[..10]);
+    let first = data.append(Table::Logs, &logs, 0).unwrap();
+    reader.reload().unwrap();
+    assert_eq!(reader.manifest().segments, first);
+    reader.reload().unwrap();
+    assert_eq!(reader.manifest().segments, first, "unchanged manifest kept");
+    // Published twice in quick succession: each one is seen.
+    for _ in 0..3 {
+        let more = data.append(Table::Logs, &logs, 0).unwrap();
+        reader.reload().unwrap();
+        assert_eq!(reader.manifest().segments, data.manifest().segments);
+        assert!(more.iter().all(|m| reader.manifest().segments.contains(m)));
+    }
+}
+
 #[test]
 fn one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
