@@ -136,16 +136,18 @@ impl SegmentsTable {
             if !ids.iter().any(|id| index.may_contain(id)) {
                 continue;
             }
-            let runs: Option<Vec<Run>> = ids
-                .iter()
-                .map(|id| index.runs(id).map(<[Run]>::to_vec))
-                .try_fold(Vec::new(), |mut all, r| {
-                    all.extend(r?);
-                    Some(all)
-                });
+            // An index without rows (`WEFTIDS1`) for any id: read it all.
+            let mut runs = Vec::new();
+            let rows_known = ids.iter().all(|id| match index.runs(id) {
+                Some(r) => {
+                    runs.extend_from_slice(r);
+                    true
+                }
+                None => false,
+            });
             out.push(Candidate {
                 segment,
-                rows: runs.and_then(|r| selection(r, segment.rows)),
+                rows: rows_known.then(|| selection(runs, segment.rows)).flatten(),
             });
         }
         out

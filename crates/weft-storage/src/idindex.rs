@@ -91,28 +91,20 @@ impl IdIndex {
         }
         // (hash, run) for each maximal run of equal ids.
         let mut found: Vec<(u64, Run)> = Vec::new();
-        let mut current: Option<(&str, usize)> = None;
-        let close = |found: &mut Vec<(u64, Run)>, id: &str, first: usize, end: usize| {
-            found.push((
-                hash_id(id),
-                Run {
-                    first: first as u32,
-                    len: (end - first) as u32,
-                },
-            ));
-        };
+        let mut prev: Option<&str> = None;
         for (row, id) in ids.iter().enumerate() {
-            match (current, id) {
-                (Some((cur, _)), Some(id)) if cur == id => {}
-                (Some((cur, first)), _) => {
-                    close(&mut found, cur, first, row);
-                    current = id.map(|id| (id, row));
-                }
-                (None, _) => current = id.map(|id| (id, row)),
+            match id {
+                Some(id) if prev == Some(id) => found.last_mut().expect("run open").1.len += 1,
+                Some(id) => found.push((
+                    hash_id(id),
+                    Run {
+                        first: row as u32,
+                        len: 1,
+                    },
+                )),
+                None => {}
             }
-        }
-        if let Some((cur, first)) = current {
-            close(&mut found, cur, first, ids.len());
+            prev = id;
         }
         Self::with_runs(found)
     }
