@@ -7,3 +7,4 @@ mod differential;
 mod edges;
 mod import;
 mod interop;
+mod shippers;

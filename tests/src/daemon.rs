@@ -324,6 +324,12 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", self.stderr_text()))
     }
 
+    /// `POST` of `body` to `path` with `headers`.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        http(self.addr, "POST", path, headers, body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", self.stderr_text()))
+    }
+
     /// `POST /v1/query`, asserting 200; returns the JSON answer.
     pub fn query(&self, sql: &str) -> Value {
         let body = serde_json::json!({ "sql": sql }).to_string();

@@ -29,10 +29,18 @@ pub struct BodyBatch {
     pub logs: Option<RecordBatch>,
     pub rejects: Option<RecordBatch>,
     pub counts: Counts,
-    /// The first [`MAX_LISTED_ERRORS`] refused lines.
+    /// The first refused lines (or items): [`MAX_LISTED_ERRORS`] of them,
+    /// or every one for protocols that answer per item.
     pub errors: Vec<LineError>,
     /// Refused lines per reason label, all of them.
     pub reasons: Vec<(&'static str, u64)>,
+    /// Set when the body as a whole could not be decoded (bad protobuf, a
+    /// malformed bulk action line): nothing of it became a record and the
+    /// whole body is one row of `rejects`.
+    pub fatal: Option<String>,
+    /// Per-item results, for protocols that answer item by item
+    /// (Elasticsearch bulk); empty otherwise.
+    pub items: Vec<crate::protocol::BulkItem>,
 }
 
 /// How to normalize a body.
@@ -53,44 +61,113 @@ pub fn normalize_body(
     options: &BodyOptions,
 ) -> BodyBatch {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut builder = BatchBuilder::new(Arc::clone(&options.config), Arc::clone(&options.registry));
-    builder.set_defaults(defaults);
-    builder.set_observed_at(observed_at);
-    let mut errors = Vec::new();
-    let mut reasons: Vec<(&'static str, u64)> = Vec::new();
+    let mut sink = Sink::new(source, observed_at, defaults, options, MAX_LISTED_ERRORS);
     for line in Lines::new(body, 1, options.max_line) {
-        let reason = match line.too_long {
+        match line.too_long {
             Some(len) => {
                 let reason = Reason::TooLong {
                     len,
                     max: options.max_line,
                 };
-                builder.reject(source, line.number, line.bytes, reason.clone());
-                Some(reason)
+                sink.reject(line.number, line.bytes, reason);
             }
-            None => builder.push_line(source, line.number, line.bytes),
-        };
-        if let Some(reason) = reason {
-            match reasons.iter_mut().find(|(l, _)| *l == reason.label()) {
-                Some((_, n)) => *n += 1,
-                None => reasons.push((reason.label(), 1)),
-            }
-            if errors.len() < MAX_LISTED_ERRORS {
-                errors.push(LineError {
-                    line: line.number,
-                    reason,
-                });
+            None => {
+                sink.push(line.number, line.bytes);
             }
         }
     }
-    let counts = builder.counts();
-    let (logs, rejects) = builder.finish();
-    BodyBatch {
-        logs,
-        rejects,
-        counts,
-        errors,
-        reasons,
+    sink.finish()
+}
+
+/// A [`BatchBuilder`] that also keeps the answer's bookkeeping: the listed
+/// errors and the count per reason. Every decoder writes through one.
+pub(crate) struct Sink<'a> {
+    pub(crate) builder: BatchBuilder,
+    source: &'a Arc<str>,
+    errors: Vec<LineError>,
+    reasons: Vec<(&'static str, u64)>,
+    max_errors: usize,
+    pub(crate) fatal: Option<String>,
+    pub(crate) items: Vec<crate::protocol::BulkItem>,
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(
+        source: &'a Arc<str>,
+        observed_at: i64,
+        defaults: Defaults,
+        options: &BodyOptions,
+        max_errors: usize,
+    ) -> Self {
+        let mut builder =
+            BatchBuilder::new(Arc::clone(&options.config), Arc::clone(&options.registry));
+        builder.set_defaults(defaults);
+        builder.set_observed_at(observed_at);
+        Self {
+            builder,
+            source,
+            errors: Vec::new(),
+            reasons: Vec::new(),
+            max_errors,
+            fatal: None,
+            items: Vec::new(),
+        }
+    }
+
+    /// Normalizes one record; a refused one is a reject numbered `line`.
+    pub(crate) fn push(&mut self, line: u64, raw: &[u8]) -> Option<Reason> {
+        let reason = self.builder.push_line(self.source, line, raw)?;
+        self.note(line, reason.clone());
+        Some(reason)
+    }
+
+    /// Stores `raw` as a reject numbered `line`, refused for `reason`.
+    pub(crate) fn reject(&mut self, line: u64, raw: &[u8], reason: Reason) {
+        self.builder.reject(self.source, line, raw, reason.clone());
+        self.note(line, reason);
+    }
+
+    /// The whole body failed to decode: it becomes one reject, and nothing
+    /// pushed before stays a record.
+    pub(crate) fn fail(&mut self, raw: &[u8], label: &'static str, detail: String) {
+        // Drop whatever was built so far: a body is taken whole or not at all.
+        let _ = self.builder.finish();
+        self.errors.clear();
+        self.reasons.clear();
+        self.items.clear();
+        self.reject(
+            1,
+            raw,
+            Reason::Protocol {
+                label,
+                detail: detail.clone(),
+            },
+        );
+        self.fatal = Some(detail);
+    }
+
+    fn note(&mut self, line: u64, reason: Reason) {
+        match self.reasons.iter_mut().find(|(l, _)| *l == reason.label()) {
+            Some((_, n)) => *n += 1,
+            None => self.reasons.push((reason.label(), 1)),
+        }
+        if self.errors.len() < self.max_errors {
+            self.errors.push(LineError { line, reason });
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> BodyBatch {
+        let counts = self.builder.counts();
+        let (logs, rejects) = self.builder.finish();
+        BodyBatch {
+            logs,
+            rejects,
+            counts,
+            errors: self.errors,
+            reasons: self.reasons,
+            fatal: self.fatal,
+            items: self.items,
+        }
     }
 }
 

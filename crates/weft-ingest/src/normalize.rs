@@ -363,6 +363,18 @@ impl BatchBuilder {
         Some(reason)
     }
 
+    /// Normalizes `raw` when it is a record; when it is not, leaves no
+    /// trace (no reject, no count) and says why, so a caller can fall back
+    /// to another reading of the same bytes (a Loki line that is not JSON is
+    /// plain text).
+    pub fn try_push(&mut self, raw: &[u8]) -> Result<(), Reason> {
+        self.try_line(raw)?;
+        self.counts.lines += 1;
+        self.counts.accepted += 1;
+        self.counts.bytes += raw.len() as u64 + 1;
+        Ok(())
+    }
+
     fn try_line(&mut self, raw: &[u8]) -> Result<(), Reason> {
         let line = std::str::from_utf8(raw).map_err(|e| Reason::InvalidUtf8 {
             offset: e.valid_up_to(),

@@ -16,11 +16,22 @@ use crate::model;
 /// Why a line was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
-    InvalidUtf8 { offset: usize },
+    InvalidUtf8 {
+        offset: usize,
+    },
     NotAnObject(&'static str),
     NotJson,
     Json(weft_scan::json::Error),
-    TooLong { len: usize, max: usize },
+    TooLong {
+        len: usize,
+        max: usize,
+    },
+    /// A protocol decoder's refusal: a bulk action weft does not support, a
+    /// Loki entry without a usable timestamp, a body that does not decode.
+    Protocol {
+        label: &'static str,
+        detail: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -36,6 +47,7 @@ impl fmt::Display for Reason {
                     "line of {len} bytes is longer than the {max}-byte limit; first {max} bytes kept"
                 )
             }
+            Reason::Protocol { detail, .. } => f.write_str(detail),
         }
     }
 }
@@ -49,6 +61,7 @@ impl Reason {
             Reason::NotJson => "not_json",
             Reason::Json(_) => "invalid_json",
             Reason::TooLong { .. } => "too_long",
+            Reason::Protocol { label, .. } => label,
         }
     }
 }

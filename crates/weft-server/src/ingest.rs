@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use weft_ingest::Defaults;
+use weft_ingest::{Defaults, Format};
 use weft_storage::store::{IngestError, IngestOutcome, IngestRequest};
 
 use crate::AppState;
@@ -75,14 +75,19 @@ struct LineErrorAnswer {
 }
 
 /// A refusal: status, message, and whether to send `Retry-After`.
-fn refuse(state: &AppState, status: StatusCode, message: String) -> Response {
+pub(crate) fn refuse(
+    state: &AppState,
+    source: &'static str,
+    status: StatusCode,
+    message: String,
+) -> Response {
     let outcome = match status {
         StatusCode::TOO_MANY_REQUESTS => "throttled",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_client_error() => "bad_request",
         _ => "error",
     };
-    state.metrics.count_request("ndjson", outcome);
+    state.metrics.count_request(source, outcome);
     let mut resp = (status, Json(json!({ "error": message }))).into_response();
     if matches!(
         status,
@@ -139,15 +144,55 @@ pub(crate) async fn post_ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let defaults = Defaults {
+        service: params
+            .service
+            .or_else(|| header_text(&headers, "x-weft-service")),
+        host: params.host.or_else(|| header_text(&headers, "x-weft-host")),
+    };
+    match store_body(&state, &headers, body, Format::Ndjson, false, defaults).await {
+        Ok(outcome) => Json(answer(outcome)).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Defaults a shipper protocol request may set by header: the shipper's own
+/// URL and query string belong to its protocol.
+pub(crate) fn header_defaults(headers: &HeaderMap) -> Defaults {
+    Defaults {
+        service: header_text(headers, "x-weft-service"),
+        host: header_text(headers, "x-weft-host"),
+    }
+}
+
+/// Reads, decompresses and stores one request body of any protocol: the
+/// checks and limits every write endpoint shares. `snappy` says the body is
+/// a snappy block under its `Content-Encoding` (Loki protobuf). `Err` is
+/// the refusal to send as it is; nothing was stored.
+pub(crate) async fn store_body(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    format: Format,
+    snappy: bool,
+    defaults: Defaults,
+) -> Result<IngestOutcome, Response> {
+    let source = format.protocol();
     let Some(store) = state.store.clone() else {
-        return refuse(
-            &state,
+        return Err(refuse(
+            state,
+            source,
             StatusCode::SERVICE_UNAVAILABLE,
             "this server is read-only: no store is open".into(),
-        );
+        ));
     };
     if let Some(reason) = store.unavailable() {
-        return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, reason);
+        return Err(refuse(
+            state,
+            source,
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+        ));
     }
     let limit = state.ingest.max_body_bytes;
     let declared = headers
@@ -155,33 +200,43 @@ pub(crate) async fn post_ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return refuse(
-            &state,
+        return Err(refuse(
+            state,
+            source,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "body of {} bytes is over the {limit}-byte limit",
                 declared.unwrap_or(0)
             ),
-        );
+        ));
     }
-    let encoding = match Encoding::of(&headers) {
+    let encoding = match Encoding::of(headers) {
         Ok(e) => e,
-        Err(msg) => return refuse(&state, StatusCode::UNSUPPORTED_MEDIA_TYPE, msg),
+        Err(msg) => {
+            return Err(refuse(
+                state,
+                source,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                msg,
+            ));
+        }
     };
     // Reserve what the body may take once read and decompressed.
     let expect = declared.map_or(limit, |n| n as usize);
-    let expect = match encoding {
-        Encoding::Identity => expect,
-        _ => expect
+    let expect = if encoding == Encoding::Identity && !snappy {
+        expect
+    } else {
+        expect
             .saturating_mul(4)
-            .min(state.ingest.max_decompressed_bytes),
+            .min(state.ingest.max_decompressed_bytes)
     };
-    let Some(_reservation) = reserve(&state, expect) else {
-        return refuse(
-            &state,
+    let Some(_reservation) = reserve(state, expect) else {
+        return Err(refuse(
+            state,
+            source,
             StatusCode::TOO_MANY_REQUESTS,
             "too many bytes in flight; retry shortly".into(),
-        );
+        ));
     };
     let raw = match to_bytes(body, limit).await {
         Ok(b) => b,
@@ -189,41 +244,41 @@ pub(crate) async fn post_ingest(
             // Over the limit, or the client went away: nothing is stored.
             let too_big = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return if too_big {
+            return Err(if too_big {
                 refuse(
-                    &state,
+                    state,
+                    source,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("body is over the {limit}-byte limit"),
                 )
             } else {
                 refuse(
-                    &state,
+                    state,
+                    source,
                     StatusCode::BAD_REQUEST,
                     format!("could not read the body: {e}"),
                 )
-            };
+            });
         }
     };
     state
         .metrics
         .ingest_wire_bytes
         .fetch_add(raw.len() as u64, Ordering::Relaxed);
-    let defaults = Defaults {
-        service: params
-            .service
-            .or_else(|| header_text(&headers, "x-weft-service")),
-        host: params.host.or_else(|| header_text(&headers, "x-weft-host")),
-    };
-    let key = header_text(&headers, "idempotency-key");
+    let key = header_text(headers, "idempotency-key");
     let cap = state.ingest.max_decompressed_bytes;
     let task_store = Arc::clone(&store);
     let result = tokio::task::spawn_blocking(move || {
-        let body = encoding.decode(&raw, cap)?;
+        let mut body = encoding.decode(&raw, cap)?;
+        if snappy {
+            body = snappy_decode(&body, cap)?;
+        }
         let n = body.len() as u64;
         task_store
             .ingest(IngestRequest {
-                source: "http:/v1/ingest".into(),
+                source: source_of(&format).into(),
                 body,
+                format,
                 defaults,
                 idempotency_key: key,
             })
@@ -233,19 +288,26 @@ pub(crate) async fn post_ingest(
     .await;
     match result {
         Ok(Ok((outcome, n))) => {
-            state.metrics.count_outcome("ndjson", &outcome);
+            state.metrics.count_outcome(source, &outcome);
             if !outcome.duplicate {
-                state.metrics.count_bytes("ndjson", n);
+                state.metrics.count_bytes(source, n);
             }
-            state.metrics.count_request("ndjson", "ok");
-            Json(answer(outcome)).into_response()
+            // A body kept whole as a reject is answered 400.
+            let label = if outcome.fatal.is_none() {
+                "ok"
+            } else {
+                "bad_request"
+            };
+            state.metrics.count_request(source, label);
+            Ok(outcome)
         }
-        Ok(Err(Refusal::TooLarge)) => refuse(
-            &state,
+        Ok(Err(Refusal::TooLarge)) => Err(refuse(
+            state,
+            source,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body decompresses to more than the {cap}-byte limit"),
-        ),
-        Ok(Err(Refusal::Corrupt(msg))) => refuse(&state, StatusCode::BAD_REQUEST, msg),
+        )),
+        Ok(Err(Refusal::Corrupt(msg))) => Err(refuse(state, source, StatusCode::BAD_REQUEST, msg)),
         Ok(Err(Refusal::Store(e))) => {
             let status = match e {
                 IngestError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -254,17 +316,41 @@ pub(crate) async fn post_ingest(
                     StatusCode::SERVICE_UNAVAILABLE
                 }
             };
-            refuse(&state, status, e.to_string())
+            Err(refuse(state, source, status, e.to_string()))
         }
         Err(e) => {
             tracing::error!(error = %e, "ingest task failed");
-            refuse(
-                &state,
+            Err(refuse(
+                state,
+                source,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error".into(),
-            )
+            ))
         }
     }
+}
+
+/// The `source` of a request's rejects: the endpoint it came to.
+fn source_of(format: &Format) -> &'static str {
+    match format {
+        Format::Ndjson => "http:/v1/ingest",
+        Format::EsBulk { .. } => "http:/_bulk",
+        Format::LokiProtobuf | Format::LokiJson => "http:/loki/api/v1/push",
+        Format::OtlpProtobuf | Format::OtlpJson => "http:/v1/logs",
+    }
+}
+
+/// A snappy block (Loki's protobuf framing), refusing more than `cap`
+/// bytes before allocating them.
+fn snappy_decode(raw: &[u8], cap: usize) -> Result<Vec<u8>, Refusal> {
+    let len = snap::raw::decompress_len(raw)
+        .map_err(|e| Refusal::Corrupt(format!("corrupt snappy body: {e}")))?;
+    if len > cap {
+        return Err(Refusal::TooLarge);
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(raw)
+        .map_err(|e| Refusal::Corrupt(format!("corrupt snappy body: {e}")))
 }
 
 fn answer(o: IngestOutcome) -> IngestAnswer {
@@ -280,7 +366,7 @@ fn answer(o: IngestOutcome) -> IngestAnswer {
     }
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -385,6 +471,26 @@ mod tests {
         assert!(matches!(
             Encoding::Identity.decode(b"abc", 2),
             Err(Refusal::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn snappy_is_capped_before_allocating_and_corruption_is_named() {
+        let body = vec![b'x'; 5_000];
+        let block = snap::raw::Encoder::new().compress_vec(&body).unwrap();
+        assert_eq!(snappy_decode(&block, 5_000).ok(), Some(body));
+        assert!(matches!(
+            snappy_decode(&block, 4_999),
+            Err(Refusal::TooLarge)
+        ));
+        // A header claiming 4 GiB is refused by its declared length alone.
+        assert!(matches!(
+            snappy_decode(b"\xff\xff\xff\xff\x0f", 1 << 20),
+            Err(Refusal::TooLarge)
+        ));
+        assert!(matches!(
+            snappy_decode(b"\x05garbage", 100),
+            Err(Refusal::Corrupt(_))
         ));
     }
 }

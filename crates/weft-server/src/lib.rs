@@ -12,6 +12,7 @@
 
 pub mod ingest;
 mod metrics;
+mod shippers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -101,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(health_routes())
         .merge(query_routes())
         .merge(ingest_routes())
+        .merge(shipper_routes())
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -116,6 +118,25 @@ fn ingest_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/ingest", post(ingest::post_ingest))
         // The handler enforces its own, configurable limit.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// Elasticsearch bulk, Loki push and OTLP logs (see [`shippers`]).
+fn shipper_routes() -> Router<Arc<AppState>> {
+    let elastic = Router::new()
+        .route("/", get(shippers::es_info).head(shippers::es_info))
+        .route("/_license", get(shippers::es_license))
+        .route("/_bulk", post(shippers::es_bulk).put(shippers::es_bulk))
+        .route(
+            "/{index}/_bulk",
+            post(shippers::es_index_bulk).put(shippers::es_index_bulk),
+        )
+        .layer(middleware::from_fn(shippers::elastic_product));
+    Router::new()
+        .merge(elastic)
+        .route("/loki/api/v1/push", post(shippers::loki_push))
+        .route("/v1/logs", post(shippers::otlp_logs))
+        // The handlers enforce their own, configurable limit.
         .layer(DefaultBodyLimit::disable())
 }
 

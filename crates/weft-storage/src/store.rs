@@ -28,7 +28,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use weft_ingest::{BodyOptions, Defaults, FieldRegistry, NormalizerConfig, normalize_body};
+use weft_ingest::{
+    BodyOptions, BulkItem, Defaults, FieldRegistry, Format, NormalizerConfig, decode_body,
+};
 
 use crate::wal::{self, Recovery, Wal};
 use crate::{Buffered, DataDir, Error, FlushReport, Result, SegmentOptions, Table, fsync_dir};
@@ -69,8 +71,11 @@ impl Default for StoreOptions {
 pub struct IngestRequest {
     /// Where it came from, e.g. `http:/v1/ingest` (kept in rejects).
     pub source: String,
-    /// NDJSON, decompressed.
+    /// The body, decompressed, in `format`.
     pub body: Vec<u8>,
+    /// How the body is framed: NDJSON or a shipper protocol. The WAL keeps
+    /// it with the body, so replay decodes the same way.
+    pub format: Format,
     pub defaults: Defaults,
     pub idempotency_key: Option<String>,
 }
@@ -90,6 +95,13 @@ pub struct IngestOutcome {
     /// True when this answers a retry of a request already stored.
     #[serde(default)]
     pub duplicate: bool,
+    /// Why the body as a whole could not be decoded (it is kept as one
+    /// reject); `None` when it was read.
+    #[serde(default)]
+    pub fatal: Option<String>,
+    /// Per-item results, for protocols that answer per item.
+    #[serde(default)]
+    pub items: Vec<BulkItem>,
 }
 
 /// Why a request was not stored. Nothing of it was kept.
@@ -346,7 +358,8 @@ impl Store {
                 report.skipped += 1;
                 continue;
             }
-            let out = normalize_body(
+            let out = decode_body(
+                &entry.format,
                 entry.body,
                 &Arc::from(entry.source),
                 entry.observed_at,
@@ -466,9 +479,11 @@ impl Store {
             fingerprint,
             service: req.defaults.service.as_deref(),
             host: req.defaults.host.as_deref(),
+            format: req.format.clone(),
             body: &req.body,
         };
-        let out = normalize_body(
+        let out = decode_body(
+            &req.format,
             &req.body,
             &Arc::from(req.source.as_str()),
             observed_at,
@@ -673,6 +688,8 @@ fn outcome_of(out: &weft_ingest::BodyBatch, lsn: u64) -> IngestOutcome {
             .collect(),
         lsn,
         duplicate: false,
+        fatal: out.fatal.clone(),
+        items: out.items.clone(),
     }
 }
 
@@ -796,10 +813,12 @@ struct WalEntry<'a> {
     fingerprint: u64,
     service: Option<&'a str>,
     host: Option<&'a str>,
+    format: Format,
     body: &'a [u8],
 }
 
-const ENTRY_VERSION: u8 = 1;
+/// Version 2 added the body's format; version 1 entries are NDJSON.
+const ENTRY_VERSION: u8 = 2;
 
 impl<'a> WalEntry<'a> {
     fn defaults(&self) -> Defaults {
@@ -818,13 +837,14 @@ impl<'a> WalEntry<'a> {
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         put_str(&mut out, self.service);
         put_str(&mut out, self.host);
+        put_str(&mut out, Some(&self.format.tag()));
         out.extend_from_slice(self.body);
         out
     }
 
     fn decode(mut b: &'a [u8]) -> std::result::Result<Self, String> {
         let version = take(&mut b, 1)?[0];
-        if version != ENTRY_VERSION {
+        if !(1..=ENTRY_VERSION).contains(&version) {
             return Err(format!("unknown entry version {version}"));
         }
         let observed_at = i64::from_le_bytes(take(&mut b, 8)?.try_into().expect("8 bytes"));
@@ -833,6 +853,12 @@ impl<'a> WalEntry<'a> {
         let fingerprint = u64::from_le_bytes(take(&mut b, 8)?.try_into().expect("8 bytes"));
         let service = get_str(&mut b)?;
         let host = get_str(&mut b)?;
+        let format = if version == 1 {
+            Format::Ndjson
+        } else {
+            let tag = get_str(&mut b)?.ok_or("entry without a format")?;
+            Format::from_tag(tag).ok_or_else(|| format!("unknown body format {tag:?}"))?
+        };
         Ok(Self {
             observed_at,
             source,
@@ -840,6 +866,7 @@ impl<'a> WalEntry<'a> {
             fingerprint,
             service,
             host,
+            format,
             body: b,
         })
     }
@@ -893,6 +920,7 @@ mod tests {
         let req = |n: u8| IngestRequest {
             source: "t".into(),
             body: format!("{{\"message\":\"m{n}\"}}\n").into_bytes(),
+            format: Format::Ndjson,
             defaults: Defaults::default(),
             idempotency_key: None,
         };
@@ -923,10 +951,23 @@ mod tests {
             fingerprint: 42,
             service: None,
             host: Some("h"),
+            format: Format::EsBulk {
+                index: Some("app".into()),
+            },
             body: b"{\"a\":1}\n",
         };
         let bytes = e.encode();
         assert_eq!(WalEntry::decode(&bytes).unwrap(), e);
+        // A version-1 entry (no format) still reads, as NDJSON.
+        let v1 = WalEntry {
+            format: Format::Ndjson,
+            ..e.clone()
+        };
+        let mut old = v1.encode();
+        old[0] = 1;
+        let tag_at = old.len() - v1.body.len() - 4 - "ndjson".len();
+        old.drain(tag_at..tag_at + 4 + "ndjson".len());
+        assert_eq!(WalEntry::decode(&old).unwrap(), v1);
         assert!(WalEntry::decode(&bytes[..10]).is_err());
         let mut bad = bytes.clone();
         bad[0] = 9;

@@ -6,10 +6,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use weft_ingest::{Defaults, NormalizerConfig};
+use weft_ingest::{Defaults, Format, NormalizerConfig};
 use weft_storage::store::{IngestError, IngestRequest, Store, StoreOptions};
 use weft_storage::{SegmentOptions, Table};
 
@@ -56,6 +56,7 @@ fn request(body: Vec<u8>, key: Option<&str>) -> IngestRequest {
     IngestRequest {
         source: "test".into(),
         body,
+        format: Format::Ndjson,
         defaults: Defaults::default(),
         idempotency_key: key.map(str::to_owned),
     }
@@ -152,6 +153,54 @@ fn a_crash_loses_nothing_acknowledged_and_repeats_nothing_flushed() {
     drop(store);
     let store = open(dir.path());
     assert_exactly(&store, 0..40);
+}
+
+#[test]
+fn protocol_bodies_replay_through_their_own_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let bulk = b"{\"index\":{}}\n{\"message\":\"m1\",\"seq\":1}\n{\"delete\":{\"_id\":\"a\"}}\n{\"create\":{\"_index\":\"other\"}}\n{\"message\":\"m2\",\"seq\":2}\n";
+    let loki = br#"{"streams":[{"stream":{"job":"cron"},"values":[["1714557600000000000","{\"seq\":3}"]]}]}"#;
+    let mut answers = Vec::new();
+    {
+        let store = open(dir.path());
+        for (format, body) in [
+            (
+                Format::EsBulk {
+                    index: Some("app".into()),
+                },
+                &bulk[..],
+            ),
+            (Format::LokiJson, &loki[..]),
+        ] {
+            let out = store
+                .ingest(IngestRequest {
+                    format,
+                    ..request(body.to_vec(), None)
+                })
+                .unwrap();
+            answers.push((out.accepted, out.rejected, out.items.len()));
+        }
+        // Dropped unflushed: both requests are only in the WAL.
+    }
+    assert_eq!(answers, vec![(2, 1, 3), (1, 0, 0)]);
+    let store = open(dir.path());
+    assert_exactly(&store, 1..4);
+    let snap = store.data().snapshot();
+    let logs = snap.batches(Table::Logs).collect::<Vec<_>>();
+    let indexes: Vec<String> = logs
+        .iter()
+        .filter_map(|b| b.column_by_name("_index"))
+        .flat_map(|c| {
+            let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap();
+            let c = c.as_string::<i32>();
+            (0..c.len())
+                .map(|i| c.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(indexes, vec!["app", "other"]);
+    let rejects: usize = snap.batches(Table::Rejects).map(|b| b.num_rows()).sum();
+    assert_eq!(rejects, 1, "the unsupported delete is kept");
 }
 
 #[test]
