@@ -1,6 +1,7 @@
 //! weft end to end: one test binary, a module per area.
 
 mod cli_query;
+mod clients;
 mod crash;
 mod daemon;
 mod differential;
