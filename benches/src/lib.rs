@@ -21,6 +21,19 @@ pub fn children_cpu() -> (f64, f64) {
     (secs(ru.ru_utime), secs(ru.ru_stime))
 }
 
+/// CPU seconds (user + system) the calling thread has used so far.
+#[allow(unsafe_code)]
+pub fn thread_cpu() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: as in `children_cpu`; RUSAGE_THREAD reports this thread only.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// What one measured command cost.
 #[derive(Debug, Clone)]
 pub struct Run {
