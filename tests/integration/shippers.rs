@@ -45,6 +45,15 @@ fn elasticsearch_bulk_stores_documents_and_answers_per_item() {
     assert_eq!(info.status, 200);
     assert_eq!(info.header("x-elastic-product"), Some("Elasticsearch"));
     assert_eq!(info.json()["version"]["number"], "8.17.0");
+    for path in ["/_license", "/_cluster/health"] {
+        let r = d.get(path).unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-elastic-product"), Some("Elasticsearch"));
+    }
+    assert_eq!(
+        d.get("/_license").unwrap().json()["license"]["status"],
+        "active"
+    );
 
     let body = concat!(
         "{\"index\":{\"_index\":\"web\",\"_id\":\"w1\"}}\n",

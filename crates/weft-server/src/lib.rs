@@ -126,6 +126,7 @@ fn shipper_routes() -> Router<Arc<AppState>> {
     let elastic = Router::new()
         .route("/", get(shippers::es_info).head(shippers::es_info))
         .route("/_license", get(shippers::es_license))
+        .route("/_cluster/health", get(shippers::es_health))
         .route("/_bulk", post(shippers::es_bulk).put(shippers::es_bulk))
         .route(
             "/{index}/_bulk",

@@ -58,6 +58,25 @@ fn unsupported_type(
     )
 }
 
+/// Stores a shipper's body with the defaults its headers set.
+async fn store(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    format: Format,
+    snappy: bool,
+) -> Result<IngestOutcome, Response> {
+    store_body(
+        state,
+        headers,
+        body,
+        format,
+        snappy,
+        header_defaults(headers),
+    )
+    .await
+}
+
 // ---- Elasticsearch ---------------------------------------------------------
 
 /// Every answer on the Elasticsearch routes says it is one: the official
@@ -108,6 +127,24 @@ pub(crate) async fn es_license() -> Json<Value> {
     }))
 }
 
+/// `GET /_cluster/health`: Vector's health check. weft has one node and
+/// no shards to allocate, so it is green whenever it answers; a store that
+/// cannot take writes shows in `/readyz` and in the bulk answers.
+pub(crate) async fn es_health() -> Json<Value> {
+    Json(json!({
+        "cluster_name": "weft",
+        "status": "green",
+        "timed_out": false,
+        "number_of_nodes": 1,
+        "number_of_data_nodes": 1,
+        "active_primary_shards": 0,
+        "active_shards": 0,
+        "relocating_shards": 0,
+        "initializing_shards": 0,
+        "unassigned_shards": 0,
+    }))
+}
+
 pub(crate) async fn es_bulk(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -144,16 +181,7 @@ async fn bulk(
         );
     }
     let format = Format::EsBulk { index };
-    let outcome = match store_body(
-        &state,
-        &headers,
-        body,
-        format,
-        false,
-        header_defaults(&headers),
-    )
-    .await
-    {
+    let outcome = match store(&state, &headers, body, format, false).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };
@@ -237,16 +265,7 @@ pub(crate) async fn loki_push(
             );
         }
     };
-    let outcome = match store_body(
-        &state,
-        &headers,
-        body,
-        format,
-        snappy,
-        header_defaults(&headers),
-    )
-    .await
-    {
+    let outcome = match store(&state, &headers, body, format, snappy).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };
@@ -300,16 +319,7 @@ pub(crate) async fn otlp_logs(
             );
         }
     };
-    let outcome = match store_body(
-        &state,
-        &headers,
-        body,
-        format,
-        false,
-        header_defaults(&headers),
-    )
-    .await
-    {
+    let outcome = match store(&state, &headers, body, format, false).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };

@@ -23,7 +23,35 @@ struct Action {
     id: Option<String>,
 }
 
+/// The action lines shippers send for nearly every document, read without
+/// a JSON parser: `{"index":{}}`, `{"create":{}}`, and the same with a
+/// plain `"_index":"name"` (no escapes). Anything else takes the full path.
+fn common_action(raw: &[u8]) -> Option<Action> {
+    let (kind, rest) = if let Some(rest) = raw.strip_prefix(b"{\"index\":{") {
+        ("index", rest)
+    } else {
+        ("create", raw.strip_prefix(b"{\"create\":{")?)
+    };
+    let index = if rest == b"}}" {
+        None
+    } else {
+        let name = rest.strip_prefix(b"\"_index\":\"")?.strip_suffix(b"\"}}")?;
+        if name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+            return None;
+        }
+        Some(std::str::from_utf8(name).ok()?.to_owned())
+    };
+    Some(Action {
+        kind,
+        index,
+        id: None,
+    })
+}
+
 fn parse_action(raw: &[u8]) -> Result<Action, String> {
+    if let Some(action) = common_action(raw) {
+        return Ok(action);
+    }
     let map: Map<String, Value> =
         serde_json::from_slice(raw).map_err(|e| format!("not a JSON object ({e})"))?;
     let mut members = map.into_iter();
@@ -197,41 +225,14 @@ fn refuse(sink: &mut Sink<'_>, body: &[u8], line: u64, why: &str) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use arrow::array::AsArray;
 
-    use arrow::array::{Array, AsArray};
-
-    use crate::protocol::{Format, decode_body};
-    use crate::{BodyOptions, Defaults, FieldRegistry, NormalizerConfig};
+    use crate::protocol::Format;
+    use crate::protocol::testing::column;
 
     fn decode(body: &str, index: Option<&str>) -> crate::BodyBatch {
-        let options = BodyOptions {
-            config: Arc::new(NormalizerConfig::default()),
-            registry: Arc::new(FieldRegistry::new(1000)),
-            max_line: 1 << 20,
-        };
-        decode_body(
-            &Format::EsBulk {
-                index: index.map(str::to_owned),
-            },
-            body.as_bytes(),
-            &Arc::from("test"),
-            1,
-            Defaults::default(),
-            &options,
-        )
-    }
-
-    fn column(batch: &arrow::array::RecordBatch, name: &str) -> Vec<Option<String>> {
-        let col = arrow::compute::cast(
-            batch.column_by_name(name).expect(name),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let col = col.as_string::<i32>();
-        (0..col.len())
-            .map(|i| col.is_valid(i).then(|| col.value(i).to_owned()))
-            .collect()
+        let index = index.map(str::to_owned);
+        crate::protocol::testing::decode(Format::EsBulk { index }, body.as_bytes())
     }
 
     #[test]
@@ -289,6 +290,35 @@ mod tests {
             raw.value(2),
             b"{\"update\":{\"_id\":\"y\"}}\n{\"doc\":{\"a\":1}}"
         );
+    }
+
+    #[test]
+    fn common_action_lines_read_as_the_json_parser_reads_them() {
+        for line in [
+            &br#"{"index":{}}"#[..],
+            br#"{"create":{}}"#,
+            br#"{"index":{"_index":"app-logs"}}"#,
+            br#"{"create":{"_index":"a.b-c"}}"#,
+        ] {
+            let fast = super::common_action(line).expect("common form");
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(line).unwrap();
+            let (kind, meta) = map.into_iter().next().unwrap();
+            assert_eq!(fast.kind, kind);
+            assert_eq!(
+                fast.index.as_deref(),
+                meta.get("_index").and_then(|v| v.as_str())
+            );
+        }
+        for line in [
+            &br#"{"index":{"_index":"a\"b"}}"#[..],
+            br#"{"index":{"_id":"1"}}"#,
+            br#"{"index":{}} "#,
+            br#"{"delete":{}}"#,
+            br#"{"index":{"_index":"x"},"create":{}}"#,
+        ] {
+            assert!(super::common_action(line).is_none(), "{line:?}");
+        }
     }
 
     #[test]

@@ -319,43 +319,13 @@ pub(super) fn parse_labels(text: &str) -> Result<Labels, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, AsArray, RecordBatch};
+    use arrow::array::AsArray;
     use prost::Message;
 
     use super::*;
+    use crate::protocol::Format;
     use crate::protocol::pb::{EntryAdapter, LabelPairAdapter, StreamAdapter, Timestamp};
-    use crate::protocol::{Format, decode_body};
-    use crate::{BodyOptions, FieldRegistry, NormalizerConfig};
-
-    fn decode(format: Format, body: &[u8]) -> crate::BodyBatch {
-        let options = BodyOptions {
-            config: Arc::new(NormalizerConfig::default()),
-            registry: Arc::new(FieldRegistry::new(1000)),
-            max_line: 1 << 20,
-        };
-        decode_body(
-            &format,
-            body,
-            &Arc::from("test"),
-            7,
-            Defaults::default(),
-            &options,
-        )
-    }
-
-    fn column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
-        let col = arrow::compute::cast(
-            batch.column_by_name(name).expect(name),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let col = col.as_string::<i32>();
-        (0..col.len())
-            .map(|i| col.is_valid(i).then(|| col.value(i).to_owned()))
-            .collect()
-    }
+    use crate::protocol::testing::{OBSERVED_AT, column, decode};
 
     #[test]
     fn labels_parse_with_escapes_and_refuse_garbage() {
@@ -463,7 +433,7 @@ mod tests {
             .unwrap()
             .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(ts.value(0), 1_700_000_000_000_000_005);
-        assert_eq!(ts.value(1), 7, "no timestamp: the receive time");
+        assert_eq!(ts.value(1), OBSERVED_AT, "no timestamp: the receive time");
         assert_eq!(out.errors[0].line, 3);
         assert!(out.errors[0].reason.to_string().contains("not labels"));
     }

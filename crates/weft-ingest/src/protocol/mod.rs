@@ -232,6 +232,49 @@ pub(crate) fn inner_of_object(text: &str) -> Option<&str> {
     t.strip_prefix('{')?.strip_suffix('}')
 }
 
+/// What the decoders' unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, AsArray, RecordBatch};
+
+    use super::{Format, decode_body};
+    use crate::{BodyBatch, BodyOptions, Defaults, FieldRegistry, NormalizerConfig};
+
+    /// The receive time the tests decode at.
+    pub(crate) const OBSERVED_AT: i64 = 7;
+
+    pub(crate) fn decode(format: Format, body: &[u8]) -> BodyBatch {
+        let options = BodyOptions {
+            config: Arc::new(NormalizerConfig::default()),
+            registry: Arc::new(FieldRegistry::new(1000)),
+            max_line: 1 << 20,
+        };
+        decode_body(
+            &format,
+            body,
+            &Arc::from("test"),
+            OBSERVED_AT,
+            Defaults::default(),
+            &options,
+        )
+    }
+
+    /// A column as text, nulls as `None`.
+    pub(crate) fn column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let col = arrow::compute::cast(
+            batch.column_by_name(name).expect(name),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let col = col.as_string::<i32>();
+        (0..col.len())
+            .map(|i| col.is_valid(i).then(|| col.value(i).to_owned()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

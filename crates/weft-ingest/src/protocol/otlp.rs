@@ -482,41 +482,11 @@ fn any_from_json(v: &Value) -> Result<AnyValue, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, AsArray, RecordBatch};
+    use arrow::array::{AsArray, RecordBatch};
 
     use super::*;
-    use crate::protocol::{Format, decode_body};
-    use crate::{BodyOptions, Defaults, FieldRegistry, NormalizerConfig};
-
-    fn decode(format: Format, body: &[u8]) -> crate::BodyBatch {
-        let options = BodyOptions {
-            config: Arc::new(NormalizerConfig::default()),
-            registry: Arc::new(FieldRegistry::new(1000)),
-            max_line: 1 << 20,
-        };
-        decode_body(
-            &format,
-            body,
-            &Arc::from("test"),
-            9,
-            Defaults::default(),
-            &options,
-        )
-    }
-
-    fn column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
-        let col = arrow::compute::cast(
-            batch.column_by_name(name).expect(name),
-            &arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
-        let col = col.as_string::<i32>();
-        (0..col.len())
-            .map(|i| col.is_valid(i).then(|| col.value(i).to_owned()))
-            .collect()
-    }
+    use crate::protocol::Format;
+    use crate::protocol::testing::{column, decode};
 
     fn kv(key: &str, v: Any) -> KeyValue {
         KeyValue {

@@ -324,3 +324,110 @@ async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
     }
     assert!(text.contains("weft_buffer_bytes "), "{text}");
 }
+
+/// A small valid body for each shipper endpoint, with its content type.
+fn shipper_bodies() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![
+        (
+            "/_bulk",
+            "application/x-ndjson",
+            b"{\"index\":{\"_index\":\"a\"}}\n{\"message\":\"m\"}\n".to_vec(),
+        ),
+        (
+            "/loki/api/v1/push",
+            "application/json",
+            br#"{"streams":[{"stream":{"app":"x"},"values":[["1763800000000000000","m"]]}]}"#
+                .to_vec(),
+        ),
+        (
+            "/v1/logs",
+            "application/json",
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"m"}}]}]}]}"#
+                .to_vec(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn shipper_endpoints_share_the_refusals_shippers_retry_on() {
+    // Not ready: 503 + Retry-After on every protocol.
+    let unready = app_with(StoreOptions::default(), IngestLimits::default(), false);
+    for (uri, ctype, body) in shipper_bodies() {
+        let a = post(&unready, uri, &[("content-type", ctype)], body).await;
+        assert_eq!(
+            a.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{uri}: {}",
+            a.json
+        );
+        assert_eq!(a.headers["retry-after"], "1", "{uri}");
+    }
+    // Buffer full: 429 + Retry-After.
+    let full = app_with(
+        StoreOptions {
+            max_buffer_bytes: 1,
+            ..StoreOptions::default()
+        },
+        IngestLimits::default(),
+        true,
+    );
+    assert_eq!(
+        post(&full, "/v1/ingest", &[], lines(2)).await.status,
+        StatusCode::OK
+    );
+    for (uri, ctype, body) in shipper_bodies() {
+        let a = post(&full, uri, &[("content-type", ctype)], body).await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{uri}: {}", a.json);
+        assert_eq!(a.headers["retry-after"], "1", "{uri}");
+    }
+    // Over the body limit: 413, before reading; a gzip bomb: 413 too.
+    let small = app_with(
+        StoreOptions::default(),
+        IngestLimits {
+            max_body_bytes: 40,
+            max_decompressed_bytes: 5000,
+            ..IngestLimits::default()
+        },
+        true,
+    );
+    let capped = app_with(
+        StoreOptions::default(),
+        IngestLimits {
+            max_body_bytes: 1000,
+            max_decompressed_bytes: 5000,
+            ..IngestLimits::default()
+        },
+        true,
+    );
+    let bomb = gzip(&vec![b' '; 1 << 16]);
+    assert!(bomb.len() < 1000);
+    for (uri, ctype, body) in shipper_bodies() {
+        assert!(body.len() > 40);
+        let a = post(&small, uri, &[("content-type", ctype)], body).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {}", a.json);
+        let a = post(
+            &capped,
+            uri,
+            &[("content-type", ctype), ("content-encoding", "gzip")],
+            bomb.clone(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {}", a.json);
+    }
+    // Unknown content encoding: 415 naming what is supported.
+    let app = app();
+    for (uri, ctype, body) in shipper_bodies() {
+        let a = post(
+            &app,
+            uri,
+            &[("content-type", ctype), ("content-encoding", "br")],
+            body,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{uri}");
+        assert!(a.json["error"].as_str().unwrap().contains("gzip"), "{uri}");
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
+    assert_eq!(count(&small, "SELECT count(*) FROM logs").await, 0);
+    assert_eq!(count(&capped, "SELECT count(*) FROM logs").await, 0);
+}
