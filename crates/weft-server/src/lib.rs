@@ -112,6 +112,15 @@ fn health_routes() -> Router<Arc<AppState>> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI 3.0 document of every route here (`src/openapi.json`,
+/// checked against the router by `tests/http/openapi.rs`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 fn ingest_routes() -> Router<Arc<AppState>> {
