@@ -88,8 +88,9 @@ fn parse_action(raw: &[u8]) -> Result<Action, String> {
 }
 
 pub(super) fn decode(body: &[u8], path_index: Option<&str>, max_line: usize, sink: &mut Sink<'_>) {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut lines = Lines::new(body, 1, max_line);
+    // Frame after a BOM, but a refused body is kept as it came, BOM and all.
+    let framed = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let mut lines = Lines::new(framed, 1, max_line);
     let mut text = String::new();
     while let Some(line) = lines.next() {
         if line.too_long.is_some() {
@@ -340,6 +341,8 @@ mod tests {
             "{\"index\":{}}\n{\"a\":1}\nnot json\n{\"a\":2}\n",
             "{\"index\":{}}\n{\"a\":1}\n{\"upsert\":{}}\n{\"a\":2}\n",
             "{\"index\":{},\"create\":{}}\n{\"a\":1}\n",
+            // Found by the fuzzer: the kept body lost its BOM.
+            "\u{feff}{\"index\":{}}\n{\"a\":1}\nnot json\n",
             "{\"index\":\"x\"}\n{\"a\":1}\n",
             "{\"index\":{}}\n",
         ] {
