@@ -79,6 +79,17 @@ pub fn normalize_body(
     sink.finish()
 }
 
+/// What [`Sink::vet`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Made {
+    /// Within the limits: go on and push it.
+    Fits,
+    /// Over the line limit: already a reject.
+    Refused,
+    /// The body made more record text than its budget: refuse it whole.
+    OverBudget,
+}
+
 /// A [`BatchBuilder`] that also keeps the answer's bookkeeping: the listed
 /// errors and the count per reason. Every decoder writes through one.
 pub(crate) struct Sink<'a> {
@@ -87,6 +98,11 @@ pub(crate) struct Sink<'a> {
     errors: Vec<LineError>,
     reasons: Vec<(&'static str, u64)>,
     max_errors: usize,
+    /// Bytes of record text a decoder may still make (Loki and OTLP copy
+    /// labels and resource attributes into every record, so a small body
+    /// could otherwise ask for any amount of work).
+    budget: u64,
+    max_line: usize,
     pub(crate) fatal: Option<String>,
     pub(crate) items: Vec<crate::protocol::BulkItem>,
 }
@@ -109,9 +125,46 @@ impl<'a> Sink<'a> {
             errors: Vec::new(),
             reasons: Vec::new(),
             max_errors,
+            budget: u64::MAX,
+            max_line: options.max_line,
             fatal: None,
             items: Vec::new(),
         }
+    }
+
+    /// Allows `bytes` of made-up record text in all; see [`Sink::spend`].
+    pub(crate) fn set_budget(&mut self, bytes: u64) {
+        self.budget = bytes;
+    }
+
+    /// Takes `bytes` from the budget; false when it is spent, and the
+    /// caller must refuse the body.
+    pub(crate) fn spend(&mut self, bytes: usize) -> bool {
+        match self.budget.checked_sub(bytes as u64) {
+            Some(left) => {
+                self.budget = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Vets a record a decoder wrote (not one the client sent as it is):
+    /// it must fit the body's budget and the line limit. One over the limit
+    /// is refused like a long line, its first `max_line` bytes kept.
+    pub(crate) fn vet(&mut self, line: u64, text: &str) -> Made {
+        if !self.spend(text.len()) {
+            return Made::OverBudget;
+        }
+        if text.len() > self.max_line {
+            let reason = Reason::TooLong {
+                len: text.len(),
+                max: self.max_line,
+            };
+            self.reject(line, &text.as_bytes()[..self.max_line], reason);
+            return Made::Refused;
+        }
+        Made::Fits
     }
 
     /// Normalizes one record; a refused one is a reject numbered `line`.

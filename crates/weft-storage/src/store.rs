@@ -400,7 +400,7 @@ impl Store {
         let Some(key) = req.idempotency_key.clone() else {
             return self.store(&req, 0);
         };
-        let fingerprint = fingerprint(&req.body);
+        let fingerprint = fingerprint(&req.format, &req.body);
         // One request per key at a time; a retry waits for the first one.
         {
             let mut keys = lock(&self.keys);
@@ -694,8 +694,19 @@ fn outcome_of(out: &weft_ingest::BodyBatch, lsn: u64) -> IngestOutcome {
 }
 
 /// Tells a retry from a different request reusing a key.
-fn fingerprint(body: &[u8]) -> u64 {
-    crate::idindex::fnv1a(body)
+/// The same bytes sent to another protocol (or bulk index) are another
+/// request. NDJSON hashes the body alone, as before formats existed, so
+/// keys saved by older versions still match their retries.
+fn fingerprint(format: &Format, body: &[u8]) -> u64 {
+    match format {
+        Format::Ndjson => crate::idindex::fnv1a(body),
+        other => {
+            let mut bytes = other.tag().into_bytes();
+            bytes.push(0);
+            bytes.extend_from_slice(body);
+            crate::idindex::fnv1a(&bytes)
+        }
+    }
 }
 
 /// Most requests one group commit writes before its fsync.

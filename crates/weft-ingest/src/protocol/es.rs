@@ -90,7 +90,7 @@ fn parse_action(raw: &[u8]) -> Result<Action, String> {
 pub(super) fn decode(body: &[u8], path_index: Option<&str>, max_line: usize, sink: &mut Sink<'_>) {
     // Frame after a BOM, but a refused body is kept as it came, BOM and all.
     let framed = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut lines = Lines::new(framed, 1, max_line);
+    let mut lines = Lines::new(framed, 1, max_line).peekable();
     let mut text = String::new();
     while let Some(line) = lines.next() {
         if line.too_long.is_some() {
@@ -119,13 +119,27 @@ pub(super) fn decode(body: &[u8], path_index: Option<&str>, max_line: usize, sin
             sink.items.push(item);
             continue;
         }
-        let Some(doc) = lines.next() else {
-            return refuse(
-                sink,
-                body,
-                line.number,
-                &format!("the {} action has no document line", action.kind),
-            );
+        // The document is the very next line. `Lines` skips blank lines, so
+        // a gap in the numbers is an empty document: this item fails, and
+        // the line after the gap is read as the next action, as
+        // Elasticsearch reads it.
+        let Some(doc) = lines.next_if(|d| d.number == line.number + 1) else {
+            if lines.peek().is_none() {
+                return refuse(
+                    sink,
+                    body,
+                    line.number,
+                    &format!("the {} action has no document line", action.kind),
+                );
+            }
+            let reason = Reason::Protocol {
+                label: "empty_document",
+                detail: format!("the document line after line {} is empty", line.number),
+            };
+            item.error = Some(("document_parsing_exception".into(), reason.to_string()));
+            sink.reject(line.number + 1, b"", reason);
+            sink.items.push(item);
+            continue;
         };
         if action.kind == "update" {
             let reason = unsupported("update");
@@ -320,6 +334,20 @@ mod tests {
         ] {
             assert!(super::common_action(line).is_none(), "{line:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_document_line_fails_its_action_alone() {
+        let out = decode("{\"index\":{}}\n\n{\"index\":{}}\n{\"m\":1}\n", Some("i"));
+        assert_eq!(out.fatal, None);
+        assert_eq!((out.counts.accepted, out.counts.rejected), (1, 1));
+        let errors: Vec<bool> = out.items.iter().map(|i| i.error.is_some()).collect();
+        assert_eq!(errors, vec![true, false]);
+        assert_eq!(
+            column(out.logs.as_ref().unwrap(), "m"),
+            vec![Some("1".into())]
+        );
+        assert_eq!(out.errors[0].line, 2);
     }
 
     #[test]

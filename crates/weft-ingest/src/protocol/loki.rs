@@ -15,8 +15,8 @@ use prost::Message;
 use serde_json::Value;
 
 use super::pb::PushRequest;
-use super::{Obj, inner_of_object};
-use crate::body::Sink;
+use super::{Obj, inner_of_object, over_budget};
+use crate::body::{Made, Sink};
 use crate::normalize::Defaults;
 use crate::reject::Reason;
 
@@ -68,7 +68,9 @@ pub(super) fn decode_protobuf(body: &[u8], defaults: &Defaults, sink: &mut Sink<
                 .iter()
                 .map(|p| (p.name.as_str(), p.value.as_str()))
                 .collect();
-            push_entry(sink, n, ts, &entry.line, labels, &meta, &mut text);
+            if !push_entry(sink, n, ts, &entry.line, labels, &meta, &mut text) {
+                return over_budget(sink, body);
+            }
         }
     }
     sink.builder.set_defaults(defaults.clone());
@@ -120,7 +122,9 @@ pub(super) fn decode_json(body: &[u8], defaults: &Defaults, sink: &mut Sink<'_>)
                 .and_then(|labels| json_entry(value).map(|e| (labels, e)));
             match entry {
                 Ok((labels, (ts, line, meta))) => {
-                    push_entry(sink, n, Some(ts), line, labels, &meta, &mut text);
+                    if !push_entry(sink, n, Some(ts), line, labels, &meta, &mut text) {
+                        return over_budget(sink, body);
+                    }
                 }
                 Err(why) => sink.reject(n, value.to_string().as_bytes(), bad_entry(why)),
             }
@@ -187,6 +191,7 @@ fn json_entry(value: &Value) -> Result<JsonEntry<'_>, String> {
     Ok((ts, line, meta))
 }
 
+/// Stores one entry (or its reject); false when the body's budget is spent.
 fn push_entry(
     sink: &mut Sink<'_>,
     n: u64,
@@ -195,7 +200,7 @@ fn push_entry(
     labels: &Labels,
     meta: &[(&str, &str)],
     text: &mut String,
-) {
+) -> bool {
     let write = |text: &mut String, body: Result<&str, &str>| {
         text.clear();
         let mut obj = Obj::new(text);
@@ -216,13 +221,24 @@ fn push_entry(
     };
     if let Some(inner) = inner_of_object(line) {
         write(text, Ok(inner));
+        match sink.vet(n, text) {
+            Made::OverBudget => return false,
+            Made::Refused => return true,
+            Made::Fits => {}
+        }
         if sink.builder.try_push(text.as_bytes()).is_ok() {
-            return;
+            return true;
         }
     }
     // Not a JSON object: the line is the message.
     write(text, Err(line));
+    match sink.vet(n, text) {
+        Made::OverBudget => return false,
+        Made::Refused => return true,
+        Made::Fits => {}
+    }
     sink.push(n, text.as_bytes());
+    true
 }
 
 fn bad_entry(detail: String) -> Reason {
@@ -472,6 +488,20 @@ mod tests {
         let rejects = out.rejects.unwrap();
         let raw = rejects.column_by_name("raw").unwrap().as_binary::<i32>();
         assert_eq!(raw.value(0), br#"["yesterday","bad ts"]"#);
+    }
+
+    #[test]
+    fn an_entry_over_the_line_limit_is_refused_alone() {
+        let long = "y".repeat((1 << 20) + 10);
+        let body = serde_json::json!({"streams": [{"stream": {"app": "a"},
+            "values": [["1", long], ["2", "short"]]}]});
+        let out = decode(Format::LokiJson, body.to_string().as_bytes());
+        assert_eq!(out.fatal, None);
+        assert_eq!((out.counts.accepted, out.counts.rejected), (1, 1));
+        assert_eq!(out.errors[0].reason.label(), "too_long");
+        let rejects = out.rejects.unwrap();
+        let raw = rejects.column_by_name("raw").unwrap().as_binary::<i32>();
+        assert_eq!(raw.value(0).len(), 1 << 20);
     }
 
     #[test]

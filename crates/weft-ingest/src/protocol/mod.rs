@@ -105,6 +105,28 @@ pub struct BulkItem {
     pub error: Option<(String, String)>,
 }
 
+/// Loki and OTLP write shared parts (stream labels, resource and scope
+/// attributes) into every record. The record text a body may turn into is
+/// capped at this many times its size (or [`MIN_BUDGET`]); past it the body
+/// is refused whole, so a few megabytes cannot ask for terabytes of work.
+pub const EXPANSION: u64 = 8;
+
+/// The record text any Loki or OTLP body may make, however small it is.
+pub const MIN_BUDGET: u64 = 16 << 20;
+
+/// Refuses a body whose records outgrew their budget.
+pub(crate) fn over_budget(sink: &mut Sink<'_>, body: &[u8]) {
+    sink.fail(
+        body,
+        "too_large",
+        format!(
+            "the body expands to more than {EXPANSION}x its size (at least {} MiB) of records: \
+             split it, or send shared labels and attributes with fewer records each",
+            MIN_BUDGET >> 20
+        ),
+    );
+}
+
 /// Decodes `body` in `format` into records and rejects. Never fails: what
 /// cannot be decoded is kept as rejects and named in the answer.
 pub fn decode_body(
@@ -125,6 +147,16 @@ pub fn decode_body(
         options,
         MAX_LISTED_ERRORS,
     );
+    if matches!(
+        format,
+        Format::LokiProtobuf | Format::LokiJson | Format::OtlpProtobuf | Format::OtlpJson
+    ) {
+        sink.set_budget(
+            (body.len() as u64)
+                .saturating_mul(EXPANSION)
+                .max(MIN_BUDGET),
+        );
+    }
     match format {
         Format::Ndjson => unreachable!("handled above"),
         Format::EsBulk { index } => es::decode(body, index.as_deref(), options.max_line, &mut sink),

@@ -20,13 +20,13 @@ use super::pb::{
     ExportLogsServiceResponse, InstrumentationScope, KeyValue, KeyValueList, LogRecord, Resource,
     ResourceLogs, ScopeLogs, Value as Any,
 };
-use super::{Obj, float, hex, string};
-use crate::body::Sink;
+use super::{Obj, float, hex, over_budget, string};
+use crate::body::{Made, Sink};
 use crate::reject::Reason;
 
 pub(super) fn decode_protobuf(body: &[u8], sink: &mut Sink<'_>) {
     match ExportLogsServiceRequest::decode(body) {
-        Ok(req) => records(&req, &[], sink),
+        Ok(req) => records(&req, &[], body, sink),
         Err(e) => sink.fail(
             body,
             "bad_protobuf",
@@ -41,7 +41,7 @@ pub(super) fn decode_json(body: &[u8], sink: &mut Sink<'_>) {
         Err(e) => return sink.fail(body, "invalid_json", format!("the body is not JSON: {e}")),
     };
     match request_from_json(&value) {
-        Ok((req, bad)) => records(&req, &bad, sink),
+        Ok((req, bad)) => records(&req, &bad, body, sink),
         Err(why) => sink.fail(
             body,
             "bad_shape",
@@ -79,7 +79,7 @@ pub fn partial_success_json(rejected: u64, message: &str) -> Value {
 /// request's records, its text, and why.
 type BadRecord = (u64, String, String);
 
-fn records(req: &ExportLogsServiceRequest, bad: &[BadRecord], sink: &mut Sink<'_>) {
+fn records(req: &ExportLogsServiceRequest, bad: &[BadRecord], body: &[u8], sink: &mut Sink<'_>) {
     let mut n: u64 = 0;
     let mut bad = bad.iter().peekable();
     let mut text = String::new();
@@ -93,7 +93,13 @@ fn records(req: &ExportLogsServiceRequest, bad: &[BadRecord], sink: &mut Sink<'_
                     n += 1;
                 }
                 write_record(record, rl.resource.as_ref(), sl.scope.as_ref(), &mut text);
-                sink.push(n, text.as_bytes());
+                match sink.vet(n, &text) {
+                    Made::OverBudget => return over_budget(sink, body),
+                    Made::Refused => {}
+                    Made::Fits => {
+                        sink.push(n, text.as_bytes());
+                    }
+                }
             }
         }
     }
@@ -636,6 +642,44 @@ mod tests {
             assert!(out.logs.is_none());
             assert_eq!(out.counts.rejected, 1);
         }
+    }
+
+    #[test]
+    fn a_body_that_expands_past_its_budget_is_refused_whole() {
+        // 100 KiB of resource attribute copied into 1000 two-byte records:
+        // about 100 MiB of record text from a 100 KiB body.
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("blob", Any::StringValue("x".repeat(100 << 10)))],
+                    dropped_attributes_count: 0,
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: None,
+                    log_records: vec![LogRecord::default(); 1000],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let body = req.encode_to_vec();
+        assert!(body.len() < 110 << 10);
+        let out = decode(Format::OtlpProtobuf, &body);
+        assert!(
+            out.fatal.as_deref().unwrap().contains("expands"),
+            "{:?}",
+            out.fatal
+        );
+        assert!(out.logs.is_none());
+        assert_eq!(out.counts.rejected, 1);
+        // The same attribute on 10 records fits.
+        let mut small = req.clone();
+        small.resource_logs[0].scope_logs[0]
+            .log_records
+            .truncate(10);
+        let out = decode(Format::OtlpProtobuf, &small.encode_to_vec());
+        assert_eq!(out.fatal, None);
+        assert_eq!(out.counts.accepted, 10);
     }
 
     #[test]

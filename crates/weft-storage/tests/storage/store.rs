@@ -204,6 +204,31 @@ fn protocol_bodies_replay_through_their_own_decoder() {
 }
 
 #[test]
+fn an_idempotency_key_names_one_body_of_one_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let body = b"{\"index\":{}}\n{\"message\":\"m\",\"seq\":1}\n".to_vec();
+    let bulk = |index: &str| IngestRequest {
+        format: Format::EsBulk {
+            index: Some(index.into()),
+        },
+        ..request(body.clone(), Some("k1"))
+    };
+    assert!(!store.ingest(bulk("a")).unwrap().duplicate);
+    assert!(store.ingest(bulk("a")).unwrap().duplicate);
+    // The same bytes for another index, or as NDJSON, are another request.
+    assert!(matches!(
+        store.ingest(bulk("b")),
+        Err(IngestError::KeyReused(_))
+    ));
+    assert!(matches!(
+        store.ingest(request(body.clone(), Some("k1"))),
+        Err(IngestError::KeyReused(_))
+    ));
+    assert_exactly(&store, 1..2);
+}
+
+#[test]
 fn a_retried_idempotency_key_is_stored_once_across_flush_and_crash() {
     let dir = tempfile::tempdir().unwrap();
     {
