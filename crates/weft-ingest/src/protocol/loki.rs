@@ -14,66 +14,93 @@
 use prost::Message;
 use serde_json::Value;
 
-use super::pb::PushRequest;
-use super::{Obj, inner_of_object, over_budget};
+use super::pb::EntryAdapter;
+use super::{Obj, Stop, each_field, inner_of_object, over_budget};
 use crate::body::{Made, Sink};
 use crate::normalize::Defaults;
 use crate::reject::Reason;
 
+/// Read stream by stream and entry by entry: only one decoded entry is held
+/// at a time, so many tiny entries cost no more memory than their records.
 pub(super) fn decode_protobuf(body: &[u8], defaults: &Defaults, sink: &mut Sink<'_>) {
-    let req = match PushRequest::decode(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return sink.fail(
-                body,
-                "bad_protobuf",
-                format!("the body is not a Loki PushRequest: {e}"),
-            );
-        }
-    };
     let mut n = 0;
     let mut text = String::new();
-    for stream in &req.streams {
-        let labels = parse_labels(&stream.labels);
-        if let Ok(labels) = &labels {
-            sink.builder.set_defaults(stream_defaults(labels, defaults));
-        }
-        for entry in &stream.entries {
-            n += 1;
-            let labels = match &labels {
-                Ok(l) => l,
-                Err(why) => {
-                    sink.reject(n, entry.line.as_bytes(), bad_entry(why.clone()));
-                    continue;
-                }
-            };
-            let ts = match entry.timestamp {
-                None => None,
-                Some(t) => match (t.seconds.checked_mul(1_000_000_000))
-                    .and_then(|s| s.checked_add(i64::from(t.nanos)))
-                {
-                    Some(ns) => Some(ns),
-                    None => {
-                        sink.reject(
-                            n,
-                            entry.line.as_bytes(),
-                            bad_entry(format!("timestamp {}s is out of range", t.seconds)),
-                        );
-                        continue;
-                    }
-                },
-            };
-            let meta: Vec<(&str, &str)> = entry
-                .structured_metadata
-                .iter()
-                .map(|p| (p.name.as_str(), p.value.as_str()))
-                .collect();
-            if !push_entry(sink, n, ts, &entry.line, labels, &meta, &mut text) {
-                return over_budget(sink, body);
-            }
-        }
-    }
+    let result = each_field(body, |tag, stream| match tag {
+        1 => stream_pb(stream, defaults, sink, &mut n, &mut text),
+        _ => Ok(()),
+    });
     sink.builder.set_defaults(defaults.clone());
+    match result {
+        Ok(()) => {}
+        Err(Stop::OverBudget) => over_budget(sink, body),
+        Err(Stop::Bad(e)) => sink.fail(
+            body,
+            "bad_protobuf",
+            format!("the body is not a Loki PushRequest: {e}"),
+        ),
+    }
+}
+
+/// One `StreamAdapter`: its labels (wherever they sit), then its entries.
+fn stream_pb(
+    b: &[u8],
+    defaults: &Defaults,
+    sink: &mut Sink<'_>,
+    n: &mut u64,
+    text: &mut String,
+) -> Result<(), Stop> {
+    let mut labels_text = "";
+    each_field(b, |tag, p| {
+        if tag == 1 {
+            labels_text = std::str::from_utf8(p)
+                .map_err(|_| Stop::Bad("stream labels are not UTF-8".into()))?;
+        }
+        Ok(())
+    })?;
+    let labels = parse_labels(labels_text);
+    if let Ok(labels) = &labels {
+        sink.builder.set_defaults(stream_defaults(labels, defaults));
+    }
+    each_field(b, |tag, p| {
+        if tag != 2 {
+            return Ok(());
+        }
+        let entry = EntryAdapter::decode(p)?;
+        *n += 1;
+        let labels = match &labels {
+            Ok(l) => l,
+            Err(why) => {
+                sink.reject(*n, entry.line.as_bytes(), bad_entry(why.clone()));
+                return Ok(());
+            }
+        };
+        let ts = match entry.timestamp {
+            None => None,
+            Some(t) => match (t.seconds.checked_mul(1_000_000_000))
+                .and_then(|s| s.checked_add(i64::from(t.nanos)))
+            {
+                Some(ns) => Some(ns),
+                None => {
+                    sink.reject(
+                        *n,
+                        entry.line.as_bytes(),
+                        bad_entry(format!("timestamp {}s is out of range", t.seconds)),
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        let meta: Vec<(&str, &str)> = entry
+            .structured_metadata
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
+        if push_entry(sink, *n, ts, &entry.line, labels, &meta, text) {
+            Ok(())
+        } else {
+            Err(Stop::OverBudget)
+        }
+    })
 }
 
 pub(super) fn decode_json(body: &[u8], defaults: &Defaults, sink: &mut Sink<'_>) {
@@ -340,7 +367,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::Format;
-    use crate::protocol::pb::{EntryAdapter, LabelPairAdapter, StreamAdapter, Timestamp};
+    use crate::protocol::pb::{LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
     use crate::protocol::testing::{OBSERVED_AT, column, decode};
 
     #[test]

@@ -168,6 +168,53 @@ pub fn decode_body(
     sink.finish()
 }
 
+/// Why decoding stopped before the end of the body.
+pub(crate) enum Stop {
+    /// The body does not decode (or has the wrong shape): refuse it whole.
+    Bad(String),
+    /// Its records outgrew the body's budget.
+    OverBudget,
+}
+
+impl From<prost::DecodeError> for Stop {
+    fn from(e: prost::DecodeError) -> Self {
+        Stop::Bad(e.to_string())
+    }
+}
+
+impl From<String> for Stop {
+    fn from(why: String) -> Self {
+        Stop::Bad(why)
+    }
+}
+
+/// Calls `f` with the tag and payload of each length-delimited field of a
+/// protobuf message, in order; other fields are skipped.
+pub(crate) fn each_field<'b>(
+    mut buf: &'b [u8],
+    mut f: impl FnMut(u32, &'b [u8]) -> Result<(), Stop>,
+) -> Result<(), Stop> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf)?;
+        if wire != WireType::LengthDelimited {
+            skip_field(wire, tag, &mut buf, DecodeContext::default())?;
+            continue;
+        }
+        let len = usize::try_from(decode_varint(&mut buf)?).unwrap_or(usize::MAX);
+        if len > buf.len() {
+            return Err(Stop::Bad(format!(
+                "field {tag} claims {len} bytes but {} remain",
+                buf.len()
+            )));
+        }
+        let (payload, rest) = buf.split_at(len);
+        buf = rest;
+        f(tag, payload)?;
+    }
+    Ok(())
+}
+
 /// Writes one JSON object, key by key, escaping as it goes.
 pub(crate) struct Obj<'a> {
     out: &'a mut String,

@@ -16,18 +16,27 @@ use prost::Message;
 use serde_json::{Map, Value};
 
 use super::pb::{
-    AnyValue, ArrayValue, ExportLogsPartialSuccess, ExportLogsServiceRequest,
-    ExportLogsServiceResponse, InstrumentationScope, KeyValue, KeyValueList, LogRecord, Resource,
-    ResourceLogs, ScopeLogs, Value as Any,
+    AnyValue, ArrayValue, ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    InstrumentationScope, KeyValue, KeyValueList, LogRecord, Resource, Value as Any,
 };
-use super::{Obj, float, hex, over_budget, string};
+use super::{Obj, Stop, each_field, float, hex, over_budget, string};
 use crate::body::{Made, Sink};
 use crate::reject::Reason;
 
+// Both encodings are read record by record: only one `LogRecord` (plus its
+// resource and scope) is held decoded at a time, so a body of many tiny
+// records costs no more memory than the records it becomes.
+
 pub(super) fn decode_protobuf(body: &[u8], sink: &mut Sink<'_>) {
-    match ExportLogsServiceRequest::decode(body) {
-        Ok(req) => records(&req, &[], body, sink),
-        Err(e) => sink.fail(
+    let mut emit = Emit::new(sink);
+    let result = each_field(body, |tag, p| match tag {
+        1 => resource_logs_pb(p, &mut emit),
+        _ => Ok(()),
+    });
+    match result {
+        Ok(()) => {}
+        Err(Stop::OverBudget) => over_budget(emit.sink, body),
+        Err(Stop::Bad(e)) => emit.sink.fail(
             body,
             "bad_protobuf",
             format!("the body is not an OTLP ExportLogsServiceRequest: {e}"),
@@ -40,14 +49,91 @@ pub(super) fn decode_json(body: &[u8], sink: &mut Sink<'_>) {
         Ok(v) => v,
         Err(e) => return sink.fail(body, "invalid_json", format!("the body is not JSON: {e}")),
     };
-    match request_from_json(&value) {
-        Ok((req, bad)) => records(&req, &bad, body, sink),
-        Err(why) => sink.fail(
+    let mut emit = Emit::new(sink);
+    match request_json(&value, &mut emit) {
+        Ok(()) => {}
+        Err(Stop::OverBudget) => over_budget(emit.sink, body),
+        Err(Stop::Bad(why)) => emit.sink.fail(
             body,
             "bad_shape",
             format!("not an OTLP/JSON logs request: {why}"),
         ),
     }
+}
+
+/// Writes records into the sink, numbering them from 1 across the request.
+struct Emit<'s, 'a> {
+    sink: &'s mut Sink<'a>,
+    n: u64,
+    text: String,
+}
+
+impl<'s, 'a> Emit<'s, 'a> {
+    fn new(sink: &'s mut Sink<'a>) -> Self {
+        Self {
+            sink,
+            n: 0,
+            text: String::new(),
+        }
+    }
+
+    fn record(
+        &mut self,
+        r: &LogRecord,
+        resource: Option<&Resource>,
+        scope: Option<&InstrumentationScope>,
+    ) -> Result<(), Stop> {
+        self.n += 1;
+        write_record(r, resource, scope, &mut self.text);
+        match self.sink.vet(self.n, &self.text) {
+            Made::OverBudget => return Err(Stop::OverBudget),
+            Made::Refused => {}
+            Made::Fits => {
+                self.sink.push(self.n, self.text.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    /// A JSON record that could not be read holds its place as a reject.
+    fn bad(&mut self, raw: &Value, why: String) {
+        self.n += 1;
+        self.sink
+            .reject(self.n, raw.to_string().as_bytes(), bad_record(why));
+    }
+}
+
+fn resource_logs_pb(b: &[u8], emit: &mut Emit<'_, '_>) -> Result<(), Stop> {
+    // The resource may come after its scopes on the wire: find it first.
+    let mut resource = None;
+    each_field(b, |tag, p| {
+        if tag == 1 {
+            resource = Some(Resource::decode(p)?);
+        }
+        Ok(())
+    })?;
+    each_field(b, |tag, p| match tag {
+        2 => scope_logs_pb(p, resource.as_ref(), emit),
+        _ => Ok(()),
+    })
+}
+
+fn scope_logs_pb(
+    b: &[u8],
+    resource: Option<&Resource>,
+    emit: &mut Emit<'_, '_>,
+) -> Result<(), Stop> {
+    let mut scope = None;
+    each_field(b, |tag, p| {
+        if tag == 1 {
+            scope = Some(InstrumentationScope::decode(p)?);
+        }
+        Ok(())
+    })?;
+    each_field(b, |tag, p| match tag {
+        2 => emit.record(&LogRecord::decode(p)?, resource, scope.as_ref()),
+        _ => Ok(()),
+    })
 }
 
 /// The answer's `partial_success`, protobuf; empty when nothing was refused.
@@ -73,39 +159,6 @@ pub fn partial_success_json(rejected: u64, message: &str) -> Value {
             "errorMessage": message,
         }
     })
-}
-
-/// A JSON log record that could not be read: where it sits among the
-/// request's records, its text, and why.
-type BadRecord = (u64, String, String);
-
-fn records(req: &ExportLogsServiceRequest, bad: &[BadRecord], body: &[u8], sink: &mut Sink<'_>) {
-    let mut n: u64 = 0;
-    let mut bad = bad.iter().peekable();
-    let mut text = String::new();
-    for rl in &req.resource_logs {
-        for sl in &rl.scope_logs {
-            for record in &sl.log_records {
-                n += 1;
-                // Records that failed to read from JSON hold their place.
-                while let Some((at, raw, why)) = bad.next_if(|b| b.0 == n) {
-                    sink.reject(*at, raw.as_bytes(), bad_record(why.clone()));
-                    n += 1;
-                }
-                write_record(record, rl.resource.as_ref(), sl.scope.as_ref(), &mut text);
-                match sink.vet(n, &text) {
-                    Made::OverBudget => return over_budget(sink, body),
-                    Made::Refused => {}
-                    Made::Fits => {
-                        sink.push(n, text.as_bytes());
-                    }
-                }
-            }
-        }
-    }
-    for (at, raw, why) in bad {
-        sink.reject(*at, raw.as_bytes(), bad_record(why.clone()));
-    }
 }
 
 fn bad_record(detail: String) -> Reason {
@@ -357,13 +410,9 @@ fn hex_id(
         .ok_or_else(|| format!("{camel} {s:?} is not hex"))
 }
 
-/// The request, and the records that could not be read (each keeps its
-/// number among all records so answers and rejects line up).
-fn request_from_json(v: &Value) -> Result<(ExportLogsServiceRequest, Vec<BadRecord>), String> {
+/// Walks the JSON request, writing each record as it is read.
+fn request_json(v: &Value, emit: &mut Emit<'_, '_>) -> Result<(), Stop> {
     let top = object(v, "the body")?;
-    let mut bad = Vec::new();
-    let mut n: u64 = 0;
-    let mut resource_logs = Vec::new();
     for rl in list(top, "resourceLogs", "resource_logs")? {
         let rl = object(rl, "a resourceLogs entry")?;
         let resource = match get(rl, "resource", "resource") {
@@ -377,7 +426,6 @@ fn request_from_json(v: &Value) -> Result<(ExportLogsServiceRequest, Vec<BadReco
                 dropped_attributes_count: 0,
             }),
         };
-        let mut scope_logs = Vec::new();
         for sl in list(rl, "scopeLogs", "scope_logs")? {
             let sl = object(sl, "a scopeLogs entry")?;
             let scope = match get(sl, "scope", "scope") {
@@ -392,27 +440,15 @@ fn request_from_json(v: &Value) -> Result<(ExportLogsServiceRequest, Vec<BadReco
                     })
                 }
             };
-            let mut log_records = Vec::new();
             for r in list(sl, "logRecords", "log_records")? {
-                n += 1;
                 match record_from_json(r) {
-                    Ok(r) => log_records.push(r),
-                    Err(why) => bad.push((n, r.to_string(), why)),
+                    Ok(record) => emit.record(&record, resource.as_ref(), scope.as_ref())?,
+                    Err(why) => emit.bad(r, why),
                 }
             }
-            scope_logs.push(ScopeLogs {
-                scope,
-                log_records,
-                schema_url: String::new(),
-            });
         }
-        resource_logs.push(ResourceLogs {
-            resource,
-            scope_logs,
-            schema_url: String::new(),
-        });
     }
-    Ok((ExportLogsServiceRequest { resource_logs }, bad))
+    Ok(())
 }
 
 fn record_from_json(v: &Value) -> Result<LogRecord, String> {
@@ -492,6 +528,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::Format;
+    use crate::protocol::pb::{ExportLogsServiceRequest, ResourceLogs, ScopeLogs};
     use crate::protocol::testing::{column, decode};
 
     fn kv(key: &str, v: Any) -> KeyValue {
@@ -642,6 +679,29 @@ mod tests {
             assert!(out.logs.is_none());
             assert_eq!(out.counts.rejected, 1);
         }
+    }
+
+    #[test]
+    fn protobuf_is_read_in_any_field_order_and_a_bad_tail_refuses_it_whole() {
+        // A ResourceLogs whose scopes come before its resource on the wire.
+        let rl = &sample().resource_logs[0];
+        let mut inner = Vec::new();
+        for sl in &rl.scope_logs {
+            prost::encoding::message::encode(2, sl, &mut inner);
+        }
+        prost::encoding::message::encode(1, rl.resource.as_ref().unwrap(), &mut inner);
+        let mut body = Vec::new();
+        prost::encoding::bytes::encode(1, &inner, &mut body);
+        let out = decode(Format::OtlpProtobuf, &body);
+        assert_eq!(out.fatal, None);
+        check_sample(&out.logs.unwrap());
+        // Good records, then bytes that do not decode: nothing is stored.
+        let mut bad = sample().encode_to_vec();
+        bad.extend_from_slice(b"\x0a\x05\x12\x03");
+        let out = decode(Format::OtlpProtobuf, &bad);
+        assert!(out.fatal.is_some());
+        assert!(out.logs.is_none());
+        assert_eq!((out.counts.accepted, out.counts.rejected), (0, 1));
     }
 
     #[test]
