@@ -15,8 +15,8 @@ use weft_server::{AppState, IngestLimits, router};
 use weft_storage::SegmentOptions;
 use weft_storage::store::{Store, StoreOptions};
 
-struct App {
-    router: axum::Router,
+pub(crate) struct App {
+    pub(crate) router: axum::Router,
     store: Arc<Store>,
     _dir: tempfile::TempDir,
 }
@@ -43,7 +43,7 @@ fn app_with(options: StoreOptions, limits: IngestLimits, replay: bool) -> App {
     }
 }
 
-fn app() -> App {
+pub(crate) fn app() -> App {
     app_with(StoreOptions::default(), IngestLimits::default(), true)
 }
 

@@ -3,18 +3,12 @@
 //! documented. (The fuzz run of the whole API from this document, with
 //! schemathesis, is in `tests/integration/api_fuzz.rs`.)
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-use weft_ingest::NormalizerConfig;
-use weft_query::{Engine, QueryOptions, saved};
-use weft_server::{AppState, IngestLimits, OPENAPI, router};
-use weft_storage::SegmentOptions;
-use weft_storage::store::{Store, StoreOptions};
+use weft_server::OPENAPI;
 
 /// A request to `path` with its parameters filled in.
 fn concrete(path: &str) -> String {
@@ -25,19 +19,10 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test]
 async fn the_document_and_the_router_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        SegmentOptions::default(),
-        NormalizerConfig::default(),
-        StoreOptions::default(),
-    )
-    .unwrap();
-    store.replay().unwrap();
-    let engine = Engine::over(Arc::clone(store.data()), QueryOptions::default());
-    let state = AppState::new(engine, saved::load(None).unwrap(), 100)
-        .with_store(Arc::clone(&store), IngestLimits::default());
-    let app = router(Arc::new(state));
+    // The ingest tests' app: a replayed store behind the full router (kept
+    // alive to the end: it owns the data directory).
+    let whole = crate::ingest::app();
+    let app = whole.router.clone();
 
     let served = app
         .clone()
