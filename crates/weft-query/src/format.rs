@@ -175,7 +175,7 @@ pub fn csv(out: &QueryOutput) -> Result<String> {
 }
 
 /// Casts dictionary columns to plain text, which the CSV writer wants.
-fn normalize_for_text(b: &RecordBatch) -> Result<RecordBatch> {
+pub fn normalize_for_text(b: &RecordBatch) -> Result<RecordBatch> {
     let mut fields = Vec::new();
     let mut cols = Vec::new();
     for (f, c) in b.schema().fields().iter().zip(b.columns()) {

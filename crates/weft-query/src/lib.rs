@@ -5,10 +5,14 @@
 //! `rejects` ([`table::SegmentsTable`]). On top: trace reconstruction
 //! ([`trace`]), saved queries ([`saved`]) and result formats ([`format`](mod@format)).
 //!
+//! Every query and trace lookup can be recorded in the data directory's
+//! audit trail ([`audit`]); the server and the CLI always do.
+//!
 //! Every statement is read-only: DDL, DML, `COPY`, `SET` and other
 //! statements are refused at planning, and no file or URL table function is
 //! registered. Each query runs under a memory pool limit and a timeout.
 
+pub mod audit;
 pub mod format;
 pub mod saved;
 pub mod table;
@@ -22,17 +26,21 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::cache::cache_manager::{
     CacheManager, CacheManagerConfig, FileMetadataCache,
 };
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use weft_storage::{DataDir, Table};
 
 /// Parameter values are DataFusion scalars.
 pub use datafusion::common::ScalarValue;
 
+use crate::audit::{AuditLog, AuditTable};
 use crate::table::{IdIndexCache, SegmentsTable};
 
 /// Query errors, by whose fault they are.
@@ -54,6 +62,9 @@ pub enum Error {
     BadParam(String),
     #[error(transparent)]
     Storage(#[from] weft_storage::Error),
+    /// The audit record could not be written, so the query was not run.
+    #[error("audit trail unavailable, query not run: {0}")]
+    AuditUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,7 +101,10 @@ impl Error {
 
     /// True when the caller's input is at fault (HTTP 400, CLI usage error).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Error::Storage(_) | Error::Internal(_))
+        !matches!(
+            self,
+            Error::Storage(_) | Error::Internal(_) | Error::AuditUnavailable(_)
+        )
     }
 }
 
@@ -153,6 +167,87 @@ pub struct QueryOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub elapsed: Duration,
+    /// Bytes read from segment files (the write buffer is not counted).
+    pub bytes_scanned: u64,
+}
+
+/// Who reads: an admin also sees the `audit` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Admin,
+    Query,
+}
+
+/// A query under way, its batches taken one at a time under the query's
+/// deadline: nothing is collected unless the caller collects it.
+pub struct QueryStream {
+    pub schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    plan: Arc<dyn ExecutionPlan>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    memory_limit: usize,
+    started: Instant,
+    rows: u64,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("schema", &self.schema)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryStream {
+    /// The next batch; `None` at the end. Past the deadline: a timeout error.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        match tokio::time::timeout_at(self.deadline, self.stream.next()).await {
+            Err(_) => Some(Err(Error::Timeout(self.timeout))),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => Some(Err(Error::from_datafusion(e, self.memory_limit))),
+            Ok(Some(Ok(b))) => {
+                self.rows += b.num_rows() as u64;
+                Some(Ok(b))
+            }
+        }
+    }
+
+    /// Rows handed out so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Bytes read from segment files so far, from the Parquet scans' metrics.
+    pub fn bytes_scanned(&self) -> u64 {
+        fn walk(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+            let own = plan
+                .metrics()
+                .and_then(|m| m.sum_by_name("bytes_scanned"))
+                .map_or(0, |v| v.as_usize() as u64);
+            own + plan.children().into_iter().map(walk).sum::<u64>()
+        }
+        walk(&self.plan)
+    }
+
+    /// Every remaining batch.
+    pub async fn collect(mut self) -> Result<QueryOutput> {
+        let mut batches = Vec::new();
+        while let Some(b) = self.next().await {
+            batches.push(b?);
+        }
+        Ok(QueryOutput {
+            bytes_scanned: self.bytes_scanned(),
+            elapsed: self.elapsed(),
+            schema: self.schema,
+            batches,
+        })
+    }
 }
 
 impl QueryOutput {
@@ -167,6 +262,7 @@ pub struct Engine {
     data: Arc<DataDir>,
     options: QueryOptions,
     ids: Arc<IdIndexCache>,
+    audit: Arc<AuditLog>,
     /// Parquet footers and page indexes, shared by every query's runtime.
     metadata: Arc<FileMetadataCache>,
 }
@@ -205,12 +301,26 @@ impl Engine {
         let metadata = CacheManager::try_new(&cache_config(&options, None))
             .expect("a cache manager without caches to check cannot fail")
             .get_file_metadata_cache();
+        let audit = Arc::new(AuditLog::new(data.root().join("audit")));
         Self {
             data,
             options,
             ids: Arc::default(),
+            audit,
             metadata,
         }
+    }
+
+    /// Keeps the audit trail in `dir` instead of `<data dir>/audit` (for a
+    /// read-only archive).
+    pub fn with_audit_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.audit = Arc::new(AuditLog::new(dir));
+        self
+    }
+
+    /// Where every query and trace lookup over this directory is recorded.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
     }
 
     pub fn data(&self) -> &Arc<DataDir> {
@@ -226,8 +336,8 @@ impl Engine {
     }
 
     /// A session over the current segments and write buffer, with this
-    /// engine's limits.
-    pub fn context(&self) -> Result<SessionContext> {
+    /// engine's limits; an admin's also has the `audit` table.
+    pub fn context(&self, reader: Reader) -> Result<SessionContext> {
         self.data.reload()?;
         let snapshot = self.data.snapshot();
         let parts = match self.options.target_partitions {
@@ -260,20 +370,42 @@ impl Engine {
             ctx.register_table(table.name(), Arc::new(provider))
                 .map_err(|e| Error::Internal(e.to_string()))?;
         }
+        if reader == Reader::Admin {
+            ctx.register_table("audit", Arc::new(AuditTable(Arc::clone(&self.audit))))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        }
         Ok(ctx)
     }
 
     /// Plans and runs one read-only statement with named parameters
-    /// (`$name` in the SQL), under the memory limit and timeout.
+    /// (`$name` in the SQL), under the memory limit and timeout, as an
+    /// admin, collecting every row.
     pub async fn sql(
         &self,
         sql: &str,
         params: HashMap<String, ScalarValue>,
     ) -> Result<QueryOutput> {
+        self.stream(Reader::Admin, sql, params)
+            .await?
+            .collect()
+            .await
+    }
+
+    /// Plans one read-only statement and starts it: batches come from the
+    /// returned stream as they are produced. The timeout covers planning
+    /// and every batch.
+    pub async fn stream(
+        &self,
+        reader: Reader,
+        sql: &str,
+        params: HashMap<String, ScalarValue>,
+    ) -> Result<QueryStream> {
         let started = Instant::now();
-        let ctx = self.context()?;
+        let timeout = self.options.timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ctx = self.context(reader)?;
         let limit = self.options.memory_limit;
-        let run = async {
+        let plan = async {
             let mut df = ctx
                 .sql_with_options(sql, read_only())
                 .await
@@ -284,19 +416,60 @@ impl Engine {
                     .map_err(|e| Error::from_datafusion(e, limit))?;
             }
             let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df
-                .collect()
+            let plan = df
+                .create_physical_plan()
                 .await
                 .map_err(|e| Error::from_datafusion(e, limit))?;
-            Ok::<_, Error>((schema, batches))
+            let stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            Ok::<_, Error>((schema, plan, stream))
         };
-        let (schema, batches) = tokio::time::timeout(self.options.timeout(), run)
+        let (schema, plan, stream) = tokio::time::timeout_at(deadline, plan)
             .await
-            .map_err(|_| Error::Timeout(self.options.timeout()))??;
-        Ok(QueryOutput {
+            .map_err(|_| Error::Timeout(timeout))??;
+        Ok(QueryStream {
             schema,
-            batches,
-            elapsed: started.elapsed(),
+            stream,
+            plan,
+            deadline,
+            timeout,
+            memory_limit: limit,
+            started,
+            rows: 0,
         })
+    }
+
+    /// [`Engine::sql`] with its audit record: none written, none run.
+    pub async fn sql_audited(
+        &self,
+        entry: audit::Entry,
+        sql: &str,
+        params: HashMap<String, ScalarValue>,
+    ) -> Result<QueryOutput> {
+        let ticket = self.audit.begin(entry)?;
+        let r = self.sql(sql, params).await;
+        let (rows, bytes) = match &r {
+            Ok(o) => (Some(o.row_count() as u64), Some(o.bytes_scanned)),
+            Err(_) => (None, None),
+        };
+        ticket.finish_with(&r, rows, bytes);
+        r
+    }
+
+    /// [`Engine::trace_with_context`] with its audit record.
+    pub async fn trace_audited(
+        &self,
+        entry: audit::Entry,
+        id: &str,
+        context: usize,
+    ) -> Result<trace::Trace> {
+        let ticket = self.audit.begin(entry)?;
+        let r = self.trace_with_context(id, context).await;
+        let (rows, bytes) = match &r {
+            Ok(t) => (Some(t.line_count as u64), Some(t.bytes_scanned)),
+            Err(_) => (None, None),
+        };
+        ticket.finish_with(&r, rows, bytes);
+        r
     }
 }

@@ -79,8 +79,41 @@ pub struct Trace {
     pub spans: Vec<SpanNode>,
     pub gaps: Vec<Gap>,
     pub lines: Vec<TraceLine>,
+    /// With `?context=N`: lines around the request's own, from the same
+    /// service and host, that are not part of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
     pub elapsed_ms: f64,
+    /// Bytes read from segment files (for the audit trail).
+    #[serde(skip)]
+    pub bytes_scanned: u64,
 }
+
+/// The neighbourhood of a request's lines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// Lines asked for on each side of each request line.
+    pub n: usize,
+    /// True when the request had more than [`CONTEXT_MAX_LINES`] lines and
+    /// only the first ones got context.
+    pub partial: bool,
+    /// In time order, each once even when it borders several request lines.
+    pub lines: Vec<ContextLine>,
+}
+
+/// A line near the request's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextLine {
+    #[serde(flatten)]
+    pub line: TraceLine,
+    /// Index (in `lines`) of the request line it is nearest to.
+    pub near: usize,
+}
+
+/// Most lines asked for on each side of a request line.
+pub const CONTEXT_MAX_N: usize = 100;
+/// Most request lines that get context.
+pub const CONTEXT_MAX_LINES: usize = 200;
 
 /// Fields that may name a line's parent span.
 const PARENT_FIELDS: &[&str] = &["parent_span_id", "parentSpanId", "parent_id", "parentId"];
@@ -213,8 +246,15 @@ pub fn assemble(id: &str, batches: &[RecordBatch], elapsed_ms: f64) -> Trace {
         spans,
         gaps,
         lines,
+        context: None,
         elapsed_ms,
+        bytes_scanned: 0,
     }
+}
+
+/// The request's lines from `batches`, as [`assemble`] reads them.
+fn read_lines(batches: &[RecordBatch]) -> Vec<TraceLine> {
+    assemble("", batches, 0.0).lines
 }
 
 fn parent_of(l: &TraceLine) -> Option<String> {
@@ -320,17 +360,102 @@ fn is_ancestor(
     false
 }
 
+/// The `n` lines before and after one request line, from its service and
+/// host, that do not carry the request's id.
+fn context_sql(n: usize) -> String {
+    let side = |op: &str, order: &str| {
+        format!(
+            "(SELECT * FROM logs \
+             WHERE (service IS NOT DISTINCT FROM CAST($service AS VARCHAR)) \
+             AND (host IS NOT DISTINCT FROM CAST($host AS VARCHAR)) AND timestamp {op} $ts \
+             AND (correlation_id IS DISTINCT FROM $id) ORDER BY timestamp {order} LIMIT {n})"
+        )
+    };
+    format!("{} UNION ALL {}", side("<=", "DESC"), side(">=", "ASC"))
+}
+
 impl Engine {
     /// The request with correlation id `id`, across all services and segments.
     pub async fn trace(&self, id: &str) -> Result<Trace> {
+        self.trace_with_context(id, 0).await
+    }
+
+    /// [`Engine::trace`], plus the `context` lines around each request line
+    /// when `context > 0` (at most [`CONTEXT_MAX_N`]).
+    pub async fn trace_with_context(&self, id: &str, context: usize) -> Result<Trace> {
+        if context > CONTEXT_MAX_N {
+            return Err(crate::Error::BadParam(format!(
+                "context must be at most {CONTEXT_MAX_N} lines, not {context}"
+            )));
+        }
         let params = HashMap::from([("id".to_owned(), ScalarValue::Utf8(Some(id.to_owned())))]);
         let out = self
-            .sql("SELECT * FROM logs WHERE correlation_id = $id", params)
+            .stream(
+                crate::Reader::Query,
+                "SELECT * FROM logs WHERE correlation_id = $id",
+                params,
+            )
+            .await?
+            .collect()
             .await?;
-        Ok(assemble(
-            id,
-            &out.batches,
-            out.elapsed.as_secs_f64() * 1000.0,
+        let mut t = assemble(id, &out.batches, 0.0);
+        t.bytes_scanned = out.bytes_scanned;
+        if context > 0 {
+            let c = self.context_lines(id, &t, context).await?;
+            t.bytes_scanned += c.1;
+            t.context = Some(c.0);
+        }
+        t.elapsed_ms = out.elapsed.as_secs_f64() * 1000.0;
+        Ok(t)
+    }
+
+    async fn context_lines(&self, id: &str, t: &Trace, n: usize) -> Result<(Context, u64)> {
+        let started = std::time::Instant::now();
+        let first = t.lines.first().map_or(0, |l| l.ts_ns);
+        let mut seen = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        let mut bytes = 0;
+        let text = |v: &Option<String>| ScalarValue::Utf8(v.clone());
+        let sql = context_sql(n);
+        for (i, line) in t.lines.iter().enumerate().take(CONTEXT_MAX_LINES) {
+            let params = HashMap::from([
+                ("id".to_owned(), ScalarValue::Utf8(Some(id.to_owned()))),
+                ("service".to_owned(), text(&line.service)),
+                ("host".to_owned(), text(&line.host)),
+                (
+                    "ts".to_owned(),
+                    ScalarValue::TimestampNanosecond(Some(line.ts_ns), Some("UTC".into())),
+                ),
+            ]);
+            let out = self
+                .stream(crate::Reader::Query, &sql, params)
+                .await?
+                .collect()
+                .await?;
+            bytes += out.bytes_scanned;
+            for mut l in read_lines(&out.batches) {
+                // A row at the same instant can border two request lines.
+                if seen.insert((l.ts_ns, l.fields.to_string())) {
+                    l.offset_ms = (l.ts_ns - first) as f64 / 1e6;
+                    found.push(ContextLine { line: l, near: i });
+                }
+            }
+        }
+        found.sort_by(|a, b| {
+            (a.line.ts_ns, a.near, &a.line.message).cmp(&(b.line.ts_ns, b.near, &b.line.message))
+        });
+        tracing::debug!(
+            lines = found.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "trace context"
+        );
+        Ok((
+            Context {
+                n,
+                partial: t.lines.len() > CONTEXT_MAX_LINES,
+                lines: found,
+            },
+            bytes,
         ))
     }
 }

@@ -345,6 +345,46 @@ async fn trace_spans_services_segments_and_spans() {
 }
 
 #[tokio::test]
+async fn trace_context_adds_the_neighbours_from_the_same_service_and_host() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let e = engine(dir.path());
+    assert!(e.trace("req-a").await.unwrap().context.is_none());
+    let t = e.trace_with_context("req-a", 1).await.unwrap();
+    assert_eq!(
+        t.line_count, 3,
+        "context does not change the request's lines"
+    );
+    let c = t.context.unwrap();
+    let got: Vec<(Option<&str>, usize)> = c
+        .lines
+        .iter()
+        .map(|l| (l.line.message.as_deref(), l.near))
+        .collect();
+    // api@1 and api@3 share their next api line (said once); db@2's next db
+    // line is hours later; no line carries req-a.
+    assert_eq!(got, [(Some("api info 4"), 0), (Some("db info 0"), 1)]);
+    assert!(!c.partial);
+    assert_eq!(c.lines[0].line.offset_ms, 3000.0);
+
+    let t = e.trace_with_context("req-a", 2).await.unwrap();
+    let msgs: Vec<_> = t
+        .context
+        .unwrap()
+        .lines
+        .into_iter()
+        .map(|l| l.line.message.unwrap())
+        .collect();
+    assert_eq!(
+        msgs,
+        ["api info 4", "api info 1", "db info 0", "db debug 8"]
+    );
+
+    let err = e.trace_with_context("req-a", 101).await.unwrap_err();
+    assert!(matches!(err, Error::BadParam(_)), "{err}");
+}
+
+#[tokio::test]
 async fn every_saved_query_runs_on_testdata() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use serde_json::json;
 use weft_ingest::{Defaults, Format};
 use weft_storage::store::{IngestError, IngestOutcome, IngestRequest};
 
-use crate::AppState;
+use crate::{AppState, Tenant};
 
 /// Limits on what one request may bring.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +140,7 @@ fn reserve(state: &AppState, bytes: usize) -> Option<Reservation<'_>> {
 
 pub(crate) async fn post_ingest(
     State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     body: Body,
@@ -150,7 +151,17 @@ pub(crate) async fn post_ingest(
             .or_else(|| header_text(&headers, "x-weft-service")),
         host: params.host.or_else(|| header_text(&headers, "x-weft-host")),
     };
-    match store_body(&state, &headers, body, Format::Ndjson, false, defaults).await {
+    match store_body(
+        &state,
+        &tenant,
+        &headers,
+        body,
+        Format::Ndjson,
+        false,
+        defaults,
+    )
+    .await
+    {
         Ok(outcome) => Json(answer(outcome)).into_response(),
         Err(refused) => refused,
     }
@@ -171,6 +182,7 @@ pub(crate) fn header_defaults(headers: &HeaderMap) -> Defaults {
 /// the refusal to send as it is; nothing was stored.
 pub(crate) async fn store_body(
     state: &Arc<AppState>,
+    tenant: &Tenant,
     headers: &HeaderMap,
     body: Body,
     format: Format,
@@ -178,7 +190,7 @@ pub(crate) async fn store_body(
     defaults: Defaults,
 ) -> Result<IngestOutcome, Response> {
     let source = format.protocol();
-    let Some(store) = state.store.clone() else {
+    let Some(store) = tenant.store.clone() else {
         return Err(refuse(
             state,
             source,

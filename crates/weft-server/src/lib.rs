@@ -1,72 +1,116 @@
 //! weft-server: the HTTP surface of `weft serve`.
 //!
 //! A library: [`router`] builds the axum `Router` from an [`AppState`], and
-//! tests drive it without a socket. Writes go to the `weft-storage`
-//! [`Store`] (WAL, write buffer, segments; [`ingest`]), reads to the
-//! `weft-query` engine, which sees the same buffer. Every request carries an
-//! id (`X-Request-Id`, taken from the client or made up) that is echoed back
-//! and logged with the request.
+//! tests drive it without a socket. Writes go to a tenant's `weft-storage`
+//! [`Store`] (WAL, write buffer, segments; [`ingest`], shippers), reads to
+//! its `weft-query` engine, which sees the same buffer ([`query`]). Every
+//! request carries an id (`X-Request-Id`, taken from the client or made up)
+//! that is echoed back and logged with the request.
+//!
+//! Every route but health passes [`authorize`]: with tokens configured
+//! ([`auth`]) the token names the caller's role and tenant, and the request
+//! only ever sees that tenant's store and engine.
 //!
 //! Errors map to status codes in one place ([`ApiError`]): the caller's
 //! mistakes are 400 with the reason, our own failures 500 with no internals.
 
+pub mod auth;
 pub mod ingest;
 mod metrics;
+mod query;
 mod shippers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tracing::Instrument;
-use weft_query::format::{self, Format};
-use weft_query::saved::{self, SavedQuery};
-use weft_query::{Engine, QueryOutput, ScalarValue};
+use weft_query::Engine;
+use weft_query::audit::{Entry, Outcome};
+use weft_query::saved::SavedQuery;
 use weft_storage::store::Store;
 
+pub use auth::{AuthConfig, Caller, DEFAULT_TENANT, Role};
 pub use ingest::IngestLimits;
 use metrics::Metrics;
+
+/// One tenant's data: its engine and, in the daemon, its store.
+#[derive(Debug)]
+pub struct Tenant {
+    pub engine: Engine,
+    /// The write path; `None` serves queries only (ingest answers 503).
+    pub store: Option<Arc<Store>>,
+}
 
 /// Shared by every request.
 #[derive(Debug)]
 pub struct AppState {
-    pub engine: Engine,
+    /// By tenant id; always has [`DEFAULT_TENANT`].
+    tenants: BTreeMap<String, Arc<Tenant>>,
     pub saved: BTreeMap<String, SavedQuery>,
     /// Most rows a JSON answer carries before `truncated: true`.
     pub max_rows: usize,
-    /// The write path; `None` serves queries only (ingest answers 503).
-    pub store: Option<Arc<Store>>,
     pub ingest: IngestLimits,
+    auth: AuthConfig,
     metrics: Metrics,
 }
 
 impl AppState {
-    /// A query-only state over `engine`.
+    /// A query-only state over `engine`, as the default tenant, auth off.
     pub fn new(engine: Engine, saved: BTreeMap<String, SavedQuery>, max_rows: usize) -> Self {
-        Self {
+        let default = Tenant {
             engine,
+            store: None,
+        };
+        Self {
+            tenants: BTreeMap::from([(DEFAULT_TENANT.to_owned(), Arc::new(default))]),
             saved,
             max_rows,
-            store: None,
             ingest: IngestLimits::default(),
+            auth: AuthConfig::default(),
             metrics: Metrics::default(),
         }
     }
 
-    /// Takes writes into `store` (whose directory the engine reads).
+    /// The default tenant takes writes into `store` (whose directory its
+    /// engine reads).
     pub fn with_store(mut self, store: Arc<Store>, limits: IngestLimits) -> Self {
-        self.store = Some(store);
+        let t = self
+            .tenants
+            .get_mut(DEFAULT_TENANT)
+            .and_then(Arc::get_mut)
+            .expect("set before the state is shared");
+        t.store = Some(store);
         self.ingest = limits;
         self
+    }
+
+    /// Adds (or replaces) a tenant.
+    pub fn with_tenant(mut self, id: &str, tenant: Tenant) -> Self {
+        self.tenants.insert(id.to_owned(), Arc::new(tenant));
+        self
+    }
+
+    /// Turns auth on when `auth` has tokens.
+    pub fn with_auth(mut self, auth: AuthConfig) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = (&str, &Arc<Tenant>)> {
+        self.tenants.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn default_tenant(&self) -> &Arc<Tenant> {
+        &self.tenants[DEFAULT_TENANT]
     }
 }
 
@@ -85,6 +129,13 @@ impl IntoResponse for ApiError {
         let (status, message) = match &self.0 {
             weft_query::Error::UnknownQuery(_) => (StatusCode::NOT_FOUND, self.0.to_string()),
             weft_query::Error::Timeout(_) => (StatusCode::BAD_REQUEST, self.0.to_string()),
+            weft_query::Error::AuditUnavailable(_) => {
+                tracing::error!(error = %self.0, "query refused: no audit record");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the audit trail cannot be written, so no query runs".to_owned(),
+                )
+            }
             e if e.is_client_error() => (StatusCode::BAD_REQUEST, e.to_string()),
             // Never leak internals in a 5xx body; the detail is for the operator.
             _ => (
@@ -98,21 +149,147 @@ impl IntoResponse for ApiError {
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
+    let guard = |need: Need| middleware::from_fn_with_state((Arc::clone(&state), need), authorize);
     Router::new()
         .merge(health_routes())
-        .merge(query_routes())
-        .merge(ingest_routes())
-        .merge(shipper_routes())
+        .merge(
+            Router::new()
+                .route("/openapi.json", get(openapi))
+                .route_layer(guard(Need::AnyRole)),
+        )
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics::metrics))
+                .route_layer(guard(Need::Admin)),
+        )
+        .merge(query_routes().route_layer(guard(Need::Read)))
+        .merge(ingest_routes().route_layer(guard(Need::Write)))
+        .merge(shipper_routes().route_layer(guard(Need::Write)))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// What a route asks of the caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    AnyRole,
+    Read,
+    Write,
+    Admin,
+}
+
+impl Need {
+    fn allows(self, role: Role) -> bool {
+        match self {
+            Need::AnyRole => true,
+            Need::Read => matches!(role, Role::Query | Role::Admin),
+            Need::Write => matches!(role, Role::Ingest | Role::Admin),
+            Need::Admin => role == Role::Admin,
+        }
+    }
+}
+
+/// Headers with which a client might name a tenant; the token decides.
+const TENANT_HEADERS: &[&str] = &["x-weft-tenant", "x-scope-orgid"];
+
+fn auth_error(status: StatusCode, message: String) -> Response {
+    let mut resp = (status, Json(json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"weft\""),
+        );
+    }
+    resp
+}
+
+/// Finds the caller and its tenant, or answers 401/403. A refused read is
+/// written to the audit trail: of the tenant when the token named one, of
+/// the default tenant when there was no good token.
+async fn authorize(
+    State((state, need)): State<(Arc<AppState>, Need)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let endpoint = format!("{} {}", req.method(), req.uri().path());
+    let refuse = |tenant: &Tenant, caller: Option<&Caller>, status: StatusCode, message: String| {
+        if need == Need::Read {
+            let entry = Entry {
+                token_id: caller.and_then(|c| c.token_id.clone()),
+                tenant: caller.map(|c| c.tenant.clone()),
+                endpoint: endpoint.clone(),
+                statement: req.uri().query().map(str::to_owned),
+                params: None,
+            };
+            if let Err(e) = tenant
+                .engine
+                .audit()
+                .refused(entry, Outcome::Denied, &message)
+            {
+                tracing::error!(error = %e, "cannot write the audit record of a refused request");
+            }
+        }
+        auth_error(status, message)
+    };
+    let caller = if state.auth.enabled() {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match state.auth.check(given) {
+            Ok(c) => c,
+            Err(why) => {
+                return refuse(
+                    state.default_tenant(),
+                    None,
+                    StatusCode::UNAUTHORIZED,
+                    why.to_string(),
+                );
+            }
+        }
+    } else {
+        Caller::local()
+    };
+    let Some(tenant) = state.tenants.get(&caller.tenant).cloned() else {
+        return auth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("tenant {:?} is not open on this server", caller.tenant),
+        );
+    };
+    if state.auth.enabled()
+        && let Some(named) = named_tenant(req.headers()).filter(|t| *t != caller.tenant)
+    {
+        let message = format!(
+            "this token belongs to tenant {:?}; a header cannot choose tenant {named:?}",
+            caller.tenant
+        );
+        return refuse(&tenant, Some(&caller), StatusCode::FORBIDDEN, message);
+    }
+    if !need.allows(caller.role) {
+        let message = format!(
+            "a token with role {} cannot use {endpoint}",
+            caller.role.as_str()
+        );
+        return refuse(&tenant, Some(&caller), StatusCode::FORBIDDEN, message);
+    }
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(tenant);
+    next.run(req).await
+}
+
+/// The tenant a client named by header, if any.
+fn named_tenant(headers: &HeaderMap) -> Option<String> {
+    TENANT_HEADERS.iter().find_map(|h| {
+        headers
+            .get(*h)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+    })
 }
 
 fn health_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi))
 }
 
 /// The OpenAPI 3.0 document of every route here (`src/openapi.json`,
@@ -153,7 +330,15 @@ fn shipper_routes() -> Router<Arc<AppState>> {
 /// 200 once the WAL is replayed and writes are taken; 503 with the reason
 /// before that or after a WAL failure.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.as_ref().and_then(|s| s.unavailable()) {
+    let waiting = state.tenants().find_map(|(id, t)| {
+        let reason = t.store.as_ref()?.unavailable()?;
+        Some(if id == DEFAULT_TENANT {
+            reason
+        } else {
+            format!("tenant {id}: {reason}")
+        })
+    });
+    match waiting {
         None => "ready\n".into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -201,168 +386,8 @@ async fn request_id(req: Request, next: Next) -> Response {
 
 fn query_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/query", post(post_query).get(get_query))
-        .route("/v1/trace/{id}", get(get_trace))
-        .route("/v1/queries", get(list_queries))
-        .route("/v1/queries/{name}", post(run_saved))
-}
-
-#[derive(Debug, Deserialize)]
-struct QueryRequest {
-    sql: String,
-    #[serde(default)]
-    format: Option<String>,
-    /// `$name` parameters, bound as values.
-    #[serde(default)]
-    params: HashMap<String, Value>,
-}
-
-fn param_value(v: &Value) -> Result<ScalarValue, ApiError> {
-    Ok(match v {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => ScalarValue::Int64(Some(i)),
-            None => ScalarValue::Float64(n.as_f64()),
-        },
-        _ => {
-            return Err(ApiError(weft_query::Error::BadParam(
-                "parameters must be strings, numbers, booleans or null".into(),
-            )));
-        }
-    })
-}
-
-async fn run(
-    state: &AppState,
-    sql: &str,
-    params: HashMap<String, ScalarValue>,
-) -> Result<QueryOutput, ApiError> {
-    let r = state.engine.sql(sql, params).await;
-    let m = &state.metrics;
-    match &r {
-        Ok(out) => {
-            m.queries_ok.fetch_add(1, Ordering::Relaxed);
-            m.query_micros
-                .fetch_add(out.elapsed.as_micros() as u64, Ordering::Relaxed);
-        }
-        Err(e) if e.is_client_error() => {
-            m.queries_client_error.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(_) => {
-            m.queries_server_error.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(r?)
-}
-
-fn respond(state: &AppState, out: &QueryOutput, fmt: Option<&str>) -> Result<Response, ApiError> {
-    let fmt: Format = match fmt.unwrap_or("json") {
-        "table" => {
-            return Err(ApiError(weft_query::Error::BadParam(
-                "format must be json, ndjson or csv".into(),
-            )));
-        }
-        f => f
-            .parse()
-            .map_err(|e: String| ApiError(weft_query::Error::BadParam(e)))?,
-    };
-    Ok(match fmt {
-        Format::Json | Format::Table => {
-            Json(format::json_document(out, state.max_rows)).into_response()
-        }
-        Format::Ndjson => {
-            let mut s = String::new();
-            for b in &out.batches {
-                format::ndjson_rows(&out.schema, b, &mut s);
-            }
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], s).into_response()
-        }
-        Format::Csv => ([(header::CONTENT_TYPE, "text/csv")], format::csv(out)?).into_response(),
-    })
-}
-
-async fn post_query(
-    State(state): State<Arc<AppState>>,
-    Json(req): Json<QueryRequest>,
-) -> Result<Response, ApiError> {
-    let params = req
-        .params
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), param_value(v)?)))
-        .collect::<Result<_, ApiError>>()?;
-    let out = run(&state, &req.sql, params).await?;
-    respond(&state, &out, req.format.as_deref())
-}
-
-#[derive(Debug, Deserialize)]
-struct QueryParams {
-    sql: String,
-    format: Option<String>,
-}
-
-async fn get_query(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<QueryParams>,
-) -> Result<Response, ApiError> {
-    let out = run(&state, &q.sql, HashMap::new()).await?;
-    respond(&state, &out, q.format.as_deref())
-}
-
-async fn get_trace(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    state.metrics.traces.fetch_add(1, Ordering::Relaxed);
-    let t = state.engine.trace(&id).await?;
-    let status = if t.lines.is_empty() {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(t)).into_response())
-}
-
-async fn list_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let list: Vec<Value> = state
-        .saved
-        .values()
-        .map(|q| json!({"name": q.name, "purpose": q.purpose, "params": q.params}))
-        .collect();
-    Json(json!({"queries": list}))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct SavedRequest {
-    #[serde(default)]
-    params: HashMap<String, Value>,
-    #[serde(default)]
-    format: Option<String>,
-}
-
-async fn run_saved(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    body: Option<Json<SavedRequest>>,
-) -> Result<Response, ApiError> {
-    let req = body.map(|Json(b)| b).unwrap_or_default();
-    let q = state
-        .saved
-        .get(&name)
-        .ok_or_else(|| ApiError(weft_query::Error::UnknownQuery(name.clone())))?;
-    let given: HashMap<String, String> = req
-        .params
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect();
-    let bound = saved::bind_all(q, &given, weft_storage::now_nanos())?;
-    let out = run(&state, &q.sql, bound).await?;
-    respond(&state, &out, req.format.as_deref())
+        .route("/v1/query", post(query::post_query).get(query::get_query))
+        .route("/v1/trace/{id}", get(query::get_trace))
+        .route("/v1/queries", get(query::list_queries))
+        .route("/v1/queries/{name}", post(query::run_saved))
 }

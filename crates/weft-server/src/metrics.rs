@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use weft_storage::store::{FSYNC_BUCKETS, IngestOutcome};
+use weft_storage::store::{FSYNC_BUCKETS, IngestOutcome, Store};
 use weft_storage::{Manifest, Table};
 
 use crate::AppState;
@@ -188,124 +188,197 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         t.sample("weft_rejects_total", &format!("{{reason=\"{reason}\"}}"), n);
     }
 
-    let manifest = match &state.store {
-        Some(store) => {
-            store_metrics(&mut t, store);
-            store.data().manifest()
-        }
-        None => Manifest::load(state.engine.root()).unwrap_or_default(),
-    };
+    // The store's own signals, one series per tenant.
+    let stores: Vec<(&str, &Arc<Store>)> = state
+        .tenants()
+        .filter_map(|(id, t)| Some((id, t.store.as_ref()?)))
+        .collect();
+    store_metrics(&mut t, &stores);
+    let manifests: Vec<(&str, Manifest)> = state
+        .tenants()
+        .map(|(id, t)| {
+            let m = match &t.store {
+                Some(store) => store.data().manifest(),
+                None => Manifest::load(t.engine.root()).unwrap_or_default(),
+            };
+            (id, m)
+        })
+        .collect();
     for (name, help) in [
         ("weft_segments", "Published segments."),
         ("weft_segment_bytes", "Bytes in published segments."),
         ("weft_segment_rows", "Rows in published segments."),
     ] {
         t.family(name, help, "gauge");
-        for table in [Table::Logs, Table::Rejects] {
-            let segs: Vec<_> = manifest.segments(table).collect();
-            let v: u64 = match name {
-                "weft_segments" => segs.len() as u64,
-                "weft_segment_bytes" => segs.iter().map(|s| s.bytes).sum(),
-                _ => segs.iter().map(|s| s.rows).sum(),
-            };
-            t.sample(name, &format!("{{table=\"{}\"}}", table.name()), v);
+        for (tenant, manifest) in &manifests {
+            for table in [Table::Logs, Table::Rejects] {
+                let segs: Vec<_> = manifest.segments(table).collect();
+                let v: u64 = match name {
+                    "weft_segments" => segs.len() as u64,
+                    "weft_segment_bytes" => segs.iter().map(|s| s.bytes).sum(),
+                    _ => segs.iter().map(|s| s.rows).sum(),
+                };
+                t.sample(
+                    name,
+                    &format!("{{tenant=\"{tenant}\",table=\"{}\"}}", table.name()),
+                    v,
+                );
+            }
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], t.0).into_response()
 }
 
-fn store_metrics(t: &mut Text, store: &weft_storage::store::Store) {
-    let s = store.stats();
-    t.one(
-        "weft_ready",
-        "1 once the WAL is replayed and writes are taken.",
-        "gauge",
-        u8::from(store.is_ready()),
+/// One gauge or counter with a series per tenant's store.
+fn per_store(
+    t: &mut Text,
+    stores: &[(&str, &Arc<Store>)],
+    (name, help, kind): (&str, &str, &str),
+    value: impl Fn(&Store) -> f64,
+) {
+    t.family(name, help, kind);
+    for (tenant, store) in stores {
+        t.sample(name, &format!("{{tenant=\"{tenant}\"}}"), value(store));
+    }
+}
+
+fn store_metrics(t: &mut Text, stores: &[(&str, &Arc<Store>)]) {
+    let stat = |f: fn(&weft_storage::store::StoreStats) -> &AtomicU64| {
+        move |s: &Store| load(f(s.stats())) as f64
+    };
+    per_store(
+        t,
+        stores,
+        (
+            "weft_ready",
+            "1 once the WAL is replayed and writes are taken.",
+            "gauge",
+        ),
+        |s| f64::from(u8::from(s.is_ready())),
     );
-    t.one(
-        "weft_wal_bytes",
-        "Bytes in live WAL files.",
-        "gauge",
-        load(&s.wal_bytes),
+    per_store(
+        t,
+        stores,
+        ("weft_wal_bytes", "Bytes in live WAL files.", "gauge"),
+        stat(|s| &s.wal_bytes),
     );
-    t.one(
-        "weft_wal_records_total",
-        "Records appended to the WAL.",
-        "counter",
-        load(&s.wal_appends),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_wal_records_total",
+            "Records appended to the WAL.",
+            "counter",
+        ),
+        stat(|s| &s.wal_appends),
     );
     t.family(
         "weft_wal_fsync_seconds",
         "WAL fsync latency (one fsync per group commit).",
         "histogram",
     );
-    let mut cumulative = 0;
-    for (bound, n) in FSYNC_BUCKETS.iter().zip(&s.wal_fsync_buckets) {
-        cumulative += load(n);
+    for (tenant, store) in stores {
+        let s = store.stats();
+        let mut cumulative = 0;
+        for (bound, n) in FSYNC_BUCKETS.iter().zip(&s.wal_fsync_buckets) {
+            cumulative += load(n);
+            t.sample(
+                "weft_wal_fsync_seconds_bucket",
+                &format!("{{tenant=\"{tenant}\",le=\"{bound}\"}}"),
+                cumulative,
+            );
+        }
         t.sample(
             "weft_wal_fsync_seconds_bucket",
-            &format!("{{le=\"{bound}\"}}"),
-            cumulative,
+            &format!("{{tenant=\"{tenant}\",le=\"+Inf\"}}"),
+            load(&s.wal_fsyncs),
         );
+        let label = format!("{{tenant=\"{tenant}\"}}");
+        t.sample(
+            "weft_wal_fsync_seconds_sum",
+            &label,
+            load(&s.wal_fsync_micros) as f64 / 1e6,
+        );
+        t.sample("weft_wal_fsync_seconds_count", &label, load(&s.wal_fsyncs));
     }
-    t.sample(
-        "weft_wal_fsync_seconds_bucket",
-        "{le=\"+Inf\"}",
-        load(&s.wal_fsyncs),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_wal_truncated_bytes_total",
+            "Torn-tail bytes cut from the WAL at start.",
+            "counter",
+        ),
+        stat(|s| &s.wal_truncated_bytes),
     );
-    t.sample(
-        "weft_wal_fsync_seconds_sum",
-        "",
-        load(&s.wal_fsync_micros) as f64 / 1e6,
+    per_store(
+        t,
+        stores,
+        (
+            "weft_wal_quarantined_files_total",
+            "WAL files found corrupt at start and quarantined.",
+            "counter",
+        ),
+        stat(|s| &s.wal_quarantined_files),
     );
-    t.sample("weft_wal_fsync_seconds_count", "", load(&s.wal_fsyncs));
-    t.one(
-        "weft_wal_truncated_bytes_total",
-        "Torn-tail bytes cut from the WAL at start.",
-        "counter",
-        load(&s.wal_truncated_bytes),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_wal_replayed_records_total",
+            "WAL records put back into the buffer at start.",
+            "counter",
+        ),
+        stat(|s| &s.wal_replayed_records),
     );
-    t.one(
-        "weft_wal_quarantined_files_total",
-        "WAL files found corrupt at start and quarantined.",
-        "counter",
-        load(&s.wal_quarantined_files),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_buffer_bytes",
+            "Arrow memory held by the write buffer.",
+            "gauge",
+        ),
+        |s| s.data().buffer_usage().0 as f64,
     );
-    t.one(
-        "weft_wal_replayed_records_total",
-        "WAL records put back into the buffer at start.",
-        "counter",
-        load(&s.wal_replayed_records),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_flushes_total",
+            "Buffer flushes to segments.",
+            "counter",
+        ),
+        stat(|s| &s.flushes),
     );
-    let (bytes, _) = store.data().buffer_usage();
-    t.one(
-        "weft_buffer_bytes",
-        "Arrow memory held by the write buffer.",
-        "gauge",
-        bytes,
+    per_store(
+        t,
+        stores,
+        (
+            "weft_flush_errors_total",
+            "Flushes that failed (rows stay buffered).",
+            "counter",
+        ),
+        stat(|s| &s.flush_errors),
     );
-    t.one(
-        "weft_flushes_total",
-        "Buffer flushes to segments.",
-        "counter",
-        load(&s.flushes),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_flush_duration_seconds_total",
+            "Time spent flushing.",
+            "counter",
+        ),
+        |s| load(&s.stats().flush_micros) as f64 / 1e6,
     );
-    t.one(
-        "weft_flush_errors_total",
-        "Flushes that failed (rows stay buffered).",
-        "counter",
-        load(&s.flush_errors),
-    );
-    t.one(
-        "weft_flush_duration_seconds_total",
-        "Time spent flushing.",
-        "counter",
-        load(&s.flush_micros) as f64 / 1e6,
-    );
-    t.one(
-        "weft_flushed_rows_total",
-        "Rows written to segments by flushes.",
-        "counter",
-        load(&s.flushed_rows),
+    per_store(
+        t,
+        stores,
+        (
+            "weft_flushed_rows_total",
+            "Rows written to segments by flushes.",
+            "counter",
+        ),
+        stat(|s| &s.flushed_rows),
     );
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,8 +22,8 @@ use weft_ingest::Format;
 use weft_ingest::protocol::{partial_success_json, partial_success_protobuf};
 use weft_storage::store::IngestOutcome;
 
-use crate::AppState;
 use crate::ingest::{header_defaults, refuse, store_body};
+use crate::{AppState, Tenant};
 
 /// The version weft answers as on `GET /`. Shippers pick their request
 /// shapes by major version; 8 is the one without mapping types.
@@ -61,6 +61,7 @@ fn unsupported_type(
 /// Stores a shipper's body with the defaults its headers set.
 async fn store(
     state: &Arc<AppState>,
+    tenant: &Tenant,
     headers: &HeaderMap,
     body: Body,
     format: Format,
@@ -68,6 +69,7 @@ async fn store(
 ) -> Result<IngestOutcome, Response> {
     store_body(
         state,
+        tenant,
         headers,
         body,
         format,
@@ -147,23 +149,26 @@ pub(crate) async fn es_health() -> Json<Value> {
 
 pub(crate) async fn es_bulk(
     State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    bulk(state, None, headers, body).await
+    bulk(state, tenant, None, headers, body).await
 }
 
 pub(crate) async fn es_index_bulk(
     State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     Path(index): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    bulk(state, Some(index), headers, body).await
+    bulk(state, tenant, Some(index), headers, body).await
 }
 
 async fn bulk(
     state: Arc<AppState>,
+    tenant: Arc<Tenant>,
     index: Option<String>,
     headers: HeaderMap,
     body: Body,
@@ -181,7 +186,7 @@ async fn bulk(
         );
     }
     let format = Format::EsBulk { index };
-    let outcome = match store(&state, &headers, body, format, false).await {
+    let outcome = match store(&state, &tenant, &headers, body, format, false).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };
@@ -249,6 +254,7 @@ fn bulk_answer(outcome: &IngestOutcome, took_ms: u64) -> Value {
 /// Loki does.
 pub(crate) async fn loki_push(
     State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -265,7 +271,7 @@ pub(crate) async fn loki_push(
             );
         }
     };
-    let outcome = match store(&state, &headers, body, format, snappy).await {
+    let outcome = match store(&state, &tenant, &headers, body, format, snappy).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };
@@ -303,6 +309,7 @@ fn refusal_text(outcome: &IngestOutcome, many: &str, one: &str) -> String {
 /// the encoding of the request.
 pub(crate) async fn otlp_logs(
     State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -319,7 +326,7 @@ pub(crate) async fn otlp_logs(
             );
         }
     };
-    let outcome = match store(&state, &headers, body, format, false).await {
+    let outcome = match store(&state, &tenant, &headers, body, format, false).await {
         Ok(o) => o,
         Err(refused) => return refused,
     };

@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) import: ImportConfig,
     pub(crate) query: QueryOptions,
     pub(crate) serve: ServeConfig,
+    /// `[auth]`: tokens; none means auth off (loopback only).
+    pub(crate) auth: weft_server::AuthConfig,
 }
 
 /// `[serve]`: the daemon.

@@ -5,6 +5,7 @@ mod config;
 mod import;
 mod query;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Trace(query::TraceArgs),
     /// List saved queries, or run one with parameters.
     Queries(query::QueriesArgs),
+    /// Make API tokens (roles ingest, query, admin; one tenant each).
+    Token(token::TokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +114,11 @@ fn cmd_import(cfg: Config, args: ImportArgs) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = Config::load(cli.config.as_deref())
+    let config = cli.config.clone();
+    // `weft token create` may make the config file.
+    let missing_ok =
+        matches!(cli.command, Command::Token(_)) && config.as_deref().is_some_and(|p| !p.exists());
+    let result = Config::load(config.as_deref().filter(|_| !missing_ok))
         .and_then(|mut cfg| {
             cfg.apply_env(|k| std::env::var(k).ok())?;
             Ok(cfg)
@@ -122,6 +129,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query::cmd_query(cfg, args),
             Command::Trace(args) => query::cmd_trace(cfg, args),
             Command::Queries(args) => query::cmd_queries(cfg, args),
+            Command::Token(args) => token::cmd_token(config.as_deref(), cfg, args),
         });
     match result {
         Ok(code) => code,

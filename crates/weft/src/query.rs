@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
+use weft_query::audit::Entry;
 use weft_query::format::{self, Format};
 use weft_query::{Engine, QueryOutput, saved, trace};
 
@@ -27,6 +28,9 @@ pub(crate) struct QueryArgs {
     /// Bind a `$name` parameter (repeatable): --param name=value. Values are text.
     #[arg(long = "param", value_parser = parse_kv)]
     params: Vec<(String, String)>,
+    /// Audit trail directory [default: <data dir>/audit].
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +43,12 @@ pub(crate) struct TraceArgs {
     /// Print the whole answer as JSON.
     #[arg(long)]
     json: bool,
+    /// Also show N lines around each of the request's lines, from the same service and host.
+    #[arg(long, default_value_t = 0)]
+    context: usize,
+    /// Audit trail directory [default: <data dir>/audit].
+    #[arg(long)]
+    audit_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +80,9 @@ enum QueriesCommand {
         /// Most rows in the json format.
         #[arg(long, default_value_t = 10_000)]
         max_rows: usize,
+        /// Audit trail directory [default: <data dir>/audit].
+        #[arg(long)]
+        audit_dir: Option<PathBuf>,
     },
 }
 
@@ -86,9 +99,33 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the query runtime")
 }
 
-fn engine(cfg: &Config, data: Option<PathBuf>) -> Result<Engine> {
+/// The engine over the data directory, recording in `audit_dir` when given.
+fn engine(cfg: &Config, data: Option<PathBuf>, audit_dir: Option<PathBuf>) -> Result<Engine> {
     let dir = cfg.data_dir(data);
-    Engine::open(&dir, cfg.query.clone()).map_err(|e| anyhow!(e))
+    let engine = Engine::open(&dir, cfg.query.clone()).map_err(|e| anyhow!(e))?;
+    Ok(match audit_dir {
+        Some(a) => engine.with_audit_dir(a),
+        None => engine,
+    })
+}
+
+/// The audit entry of a CLI lookup: the OS user stands where a token would.
+fn entry(command: &str, statement: &str, params: &[(String, String)]) -> Entry {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Entry {
+        token_id: Some(format!("cli:{user}")),
+        tenant: None,
+        endpoint: format!("cli {command}"),
+        statement: Some(statement.to_owned()),
+        params: (!params.is_empty()).then(|| {
+            serde_json::Value::Object(
+                params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+            )
+        }),
+    }
 }
 
 /// Prints a query error for the user; 1 for their mistake, 2 otherwise.
@@ -118,13 +155,14 @@ fn print_output(out: &QueryOutput, fmt: Format, max_rows: usize) -> Result<()> {
 }
 
 pub(crate) fn cmd_query(cfg: Config, args: QueryArgs) -> Result<ExitCode> {
-    let engine = engine(&cfg, args.data)?;
+    let engine = engine(&cfg, args.data, args.audit_dir)?;
+    let entry = entry("query", &args.sql, &args.params);
     let params = args
         .params
         .into_iter()
         .map(|(k, v)| (k, datafusion_utf8(v)))
         .collect();
-    match runtime()?.block_on(engine.sql(&args.sql, params)) {
+    match runtime()?.block_on(engine.sql_audited(entry, &args.sql, params)) {
         Ok(out) => {
             print_output(&out, args.format, args.max_rows)?;
             Ok(ExitCode::SUCCESS)
@@ -138,8 +176,11 @@ fn datafusion_utf8(v: String) -> weft_query::ScalarValue {
 }
 
 pub(crate) fn cmd_trace(cfg: Config, args: TraceArgs) -> Result<ExitCode> {
-    let engine = engine(&cfg, args.data)?;
-    match runtime()?.block_on(engine.trace(&args.id)) {
+    let engine = engine(&cfg, args.data, args.audit_dir)?;
+    let context = [("context".to_owned(), args.context.to_string())];
+    let shown = if args.context > 0 { &context[..] } else { &[] };
+    let entry = entry("trace", &args.id, shown);
+    match runtime()?.block_on(engine.trace_audited(entry, &args.id, args.context)) {
         Ok(t) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
@@ -184,17 +225,19 @@ pub(crate) fn cmd_queries(cfg: Config, args: QueriesArgs) -> Result<ExitCode> {
             params,
             format: fmt,
             max_rows,
+            audit_dir,
         } => {
             let Some(q) = all.get(&name) else {
                 return Ok(fail(weft_query::Error::UnknownQuery(name)));
             };
+            let entry = entry(&format!("queries run {name}"), &q.sql, &params);
             let given: HashMap<String, String> = params.into_iter().collect();
             let bound = match saved::bind_all(q, &given, weft_storage::now_nanos()) {
                 Ok(b) => b,
                 Err(e) => return Ok(fail(e)),
             };
-            let engine = engine(&cfg, data)?;
-            match runtime()?.block_on(engine.sql(&q.sql, bound)) {
+            let engine = engine(&cfg, data, audit_dir)?;
+            match runtime()?.block_on(engine.sql_audited(entry, &q.sql, bound)) {
                 Ok(out) => {
                     print_output(&out, fmt, max_rows)?;
                     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use weft_query::{Engine, saved};
-use weft_server::{AppState, router};
+use weft_server::{AppState, DEFAULT_TENANT, Tenant, router};
 use weft_storage::store::Store;
 
 use crate::config::Config;
@@ -49,63 +49,83 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
         .or(cfg.serve.log_format.clone())
         .unwrap_or_else(|| "text".into());
     init_logging(&log_format)?;
-    // No authentication exists yet: never expose the data beyond this machine.
-    if !listen.ip().is_loopback() {
+    cfg.auth
+        .validate()
+        .map_err(|e| anyhow!("invalid [auth] config: {e}"))?;
+    let auth_on = cfg.auth.enabled();
+    // Without tokens anyone who reaches the port reads everything: never
+    // expose that beyond this machine.
+    if !auth_on && !listen.ip().is_loopback() {
         bail!(
-            "refusing to listen on {listen}: authentication is not available yet, so weft serves loopback addresses only"
+            "refusing to listen on {listen}: auth is off (no [auth] tokens configured), so weft serves loopback addresses only; create tokens with `weft token create`"
         );
     }
     let dir = cfg.data_dir(args.data);
-    let store = Store::open(
-        &dir,
-        cfg.segments.clone(),
-        cfg.normalizer.clone(),
-        cfg.serve.store.clone(),
-    )
-    .with_context(|| format!("cannot open data directory {}", dir.display()))?;
-    let engine = Engine::over(Arc::clone(store.data()), cfg.query.clone());
+    let open = |path: &std::path::Path| -> Result<(Arc<Store>, Engine)> {
+        let store = Store::open(
+            path,
+            cfg.segments.clone(),
+            cfg.normalizer.clone(),
+            cfg.serve.store.clone(),
+        )
+        .with_context(|| format!("cannot open data directory {}", path.display()))?;
+        let engine = Engine::over(Arc::clone(store.data()), cfg.query.clone());
+        Ok((store, engine))
+    };
+    let (store, engine) = open(&dir)?;
     let saved = saved::load(cfg.query.queries_dir.as_deref()).map_err(|e| anyhow!(e))?;
     let max_rows = args.max_rows.or(cfg.serve.max_rows).unwrap_or(10_000);
-    let state = Arc::new(
-        AppState::new(engine, saved, max_rows)
-            .with_store(Arc::clone(&store), cfg.serve.limits.clone()),
-    );
+    let mut state = AppState::new(engine, saved, max_rows)
+        .with_store(Arc::clone(&store), cfg.serve.limits.clone())
+        .with_auth(cfg.auth.clone());
+    // Every tenant a token names has its own directory, store and engine.
+    let mut stores = vec![(DEFAULT_TENANT.to_owned(), Arc::clone(&store))];
+    let tenant_ids: std::collections::BTreeSet<&str> =
+        cfg.auth.tokens.iter().map(|t| t.tenant.as_str()).collect();
+    for id in tenant_ids.into_iter().filter(|t| *t != DEFAULT_TENANT) {
+        let (store, engine) = open(&tenant_dir(&dir, id))?;
+        stores.push((id.to_owned(), Arc::clone(&store)));
+        state = state.with_tenant(
+            id,
+            Tenant {
+                engine,
+                store: Some(store),
+            },
+        );
+    }
+    let state = Arc::new(state);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let serve_store = Arc::clone(&store);
+    let serve_stores = stores.clone();
+    let token_count = cfg.auth.tokens.len();
+    let tenant_list = stores
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     rt.block_on(async move {
-        let store = serve_store;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         eprintln!("weft serve");
         eprintln!("  data dir : {}", dir.display());
-        eprintln!("  listening: http://{addr}  (loopback only; auth off)");
+        if auth_on {
+            eprintln!(
+                "  listening: http://{addr}  (auth on: {} token(s), tenants: {})",
+                token_count, tenant_list
+            );
+        } else {
+            eprintln!("  listening: http://{addr}  (auth off: no tokens configured, loopback only)");
+        }
         eprintln!("  ingest   : POST /v1/ingest (NDJSON; gzip/zstd), acknowledged after WAL fsync");
         eprintln!("  query    : POST /v1/query, GET /v1/trace/{{id}}, GET /v1/queries, POST /v1/queries/{{name}}");
         eprintln!("  health   : /healthz, /readyz (503 until the WAL is replayed), /metrics");
-        let replay_store = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || match replay_store.replay() {
-            Ok(r) => {
-                for (file, copy, reason) in &r.quarantined {
-                    tracing::error!(file = %file.display(), copy = %copy.display(), reason, "WAL corruption quarantined");
-                }
-                tracing::info!(
-                    wal_files = r.wal_files,
-                    replayed = r.replayed,
-                    skipped = r.skipped,
-                    rows = r.rows,
-                    truncated_bytes = r.truncated_bytes,
-                    elapsed_ms = r.elapsed_ms,
-                    "WAL replayed; ready"
-                );
-                replay_store.start_flusher();
-            }
-            Err(e) => tracing::error!(error = %e, "WAL replay failed; writes stay refused"),
-        });
+        for (tenant, store) in serve_stores {
+            tokio::task::spawn_blocking(move || replay(&tenant, &store));
+        }
         axum::serve(listener, router(state))
             .with_graceful_shutdown(first_signal())
             .await
@@ -122,20 +142,56 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
         eprintln!("weft serve: second signal, exiting now (the WAL keeps acknowledged data)");
         std::process::exit(130);
     });
-    tracing::info!("stopping: flushing the write buffer");
-    match store.shutdown() {
-        Ok(Some(r)) => tracing::info!(
-            rows = r.rows,
-            segments = r.segments.len(),
-            "flushed; stopped"
-        ),
-        Ok(None) => tracing::info!("nothing to flush; stopped"),
-        Err(e) => {
-            tracing::error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
-            return Ok(ExitCode::from(1));
+    tracing::info!("stopping: flushing the write buffers");
+    let mut code = ExitCode::SUCCESS;
+    for (tenant, store) in &stores {
+        match store.shutdown() {
+            Ok(Some(r)) => tracing::info!(
+                tenant,
+                rows = r.rows,
+                segments = r.segments.len(),
+                "flushed; stopped"
+            ),
+            Ok(None) => tracing::info!(tenant, "nothing to flush; stopped"),
+            Err(e) => {
+                tracing::error!(tenant, error = %e, "final flush failed; the WAL keeps the data for the next start");
+                code = ExitCode::from(1);
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+/// Where tenant `id`'s data lives (`default` is the data directory itself).
+pub(crate) fn tenant_dir(root: &std::path::Path, id: &str) -> PathBuf {
+    if id == DEFAULT_TENANT {
+        root.to_path_buf()
+    } else {
+        root.join("tenants").join(id)
+    }
+}
+
+/// Replays one tenant's WAL, then starts its flusher.
+fn replay(tenant: &str, store: &Arc<Store>) {
+    match store.replay() {
+        Ok(r) => {
+            for (file, copy, reason) in &r.quarantined {
+                tracing::error!(tenant, file = %file.display(), copy = %copy.display(), reason, "WAL corruption quarantined");
+            }
+            tracing::info!(
+                tenant,
+                wal_files = r.wal_files,
+                replayed = r.replayed,
+                skipped = r.skipped,
+                rows = r.rows,
+                truncated_bytes = r.truncated_bytes,
+                elapsed_ms = r.elapsed_ms,
+                "WAL replayed; ready"
+            );
+            store.start_flusher();
+        }
+        Err(e) => tracing::error!(tenant, error = %e, "WAL replay failed; writes stay refused"),
+    }
 }
 
 /// Logs to stderr as text or JSON lines; `RUST_LOG` filters (default info).

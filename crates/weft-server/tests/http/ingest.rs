@@ -317,12 +317,15 @@ async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
         "weft_ingest_lines_total{source=\"ndjson\",outcome=\"rejected\"} 1",
         "weft_ingest_requests_total{source=\"ndjson\",outcome=\"ok\"} 2",
         "weft_rejects_total{reason=\"not_json\"} 1",
-        "weft_wal_fsync_seconds_count 2",
-        "weft_ready 1",
+        "weft_wal_fsync_seconds_count{tenant=\"default\"} 2",
+        "weft_ready{tenant=\"default\"} 1",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    assert!(text.contains("weft_buffer_bytes "), "{text}");
+    assert!(
+        text.contains("weft_buffer_bytes{tenant=\"default\"} "),
+        "{text}"
+    );
 }
 
 /// A small valid body for each shipper endpoint, with its content type.

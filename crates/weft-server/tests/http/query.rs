@@ -84,7 +84,7 @@ async fn health_and_metrics() {
         "{text}"
     );
     assert!(
-        text.contains("weft_segment_rows{table=\"logs\"} 3"),
+        text.contains("weft_segment_rows{tenant=\"default\",table=\"logs\"} 3"),
         "{text}"
     );
     assert_eq!(
