@@ -468,7 +468,9 @@ mod tests {
     #[test]
     fn the_listen_line_gives_the_address() {
         assert_eq!(
-            listen_addr("  listening: http://127.0.0.1:4567  (auth off: no tokens configured, loopback only)"),
+            listen_addr(
+                "  listening: http://127.0.0.1:4567  (auth off: no tokens configured, loopback only)"
+            ),
             Some("127.0.0.1:4567".parse().unwrap())
         );
         assert_eq!(listen_addr("  data dir : /tmp/x"), None);

@@ -9,7 +9,7 @@ use arrow::datatypes::{
     TimeUnit, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::{Error, QueryOutput, Result};
 
@@ -144,13 +144,23 @@ pub fn json_document(out: &QueryOutput, max_rows: usize) -> Value {
 
 /// One JSON object per row, keys in column order.
 pub fn ndjson_rows(schema: &SchemaRef, batch: &RecordBatch, out: &mut String) {
+    // serde_json's map sorts keys; the columns' order is written by hand.
+    let keys: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| Value::String(f.name().clone()).to_string())
+        .collect();
     for r in 0..batch.num_rows() {
-        let mut m = Map::new();
-        for (f, c) in schema.fields().iter().zip(batch.columns()) {
-            m.insert(f.name().clone(), value(c, r));
+        out.push('{');
+        for (i, (k, c)) in keys.iter().zip(batch.columns()).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push(':');
+            out.push_str(&value(c, r).to_string());
         }
-        out.push_str(&Value::Object(m).to_string());
-        out.push('\n');
+        out.push_str("}\n");
     }
 }
 

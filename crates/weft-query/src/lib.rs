@@ -203,7 +203,14 @@ impl std::fmt::Debug for QueryStream {
 impl QueryStream {
     /// The next batch; `None` at the end. Past the deadline: a timeout error.
     pub async fn next(&mut self) -> Option<Result<RecordBatch>> {
-        match tokio::time::timeout_at(self.deadline, self.stream.next()).await {
+        let next = tokio::time::timeout_at(self.deadline, self.stream.next()).await;
+        // CPU-bound operators can keep the runtime from firing the timer
+        // until they are done: a batch that came after the deadline is a
+        // timeout all the same.
+        if tokio::time::Instant::now() > self.deadline {
+            return Some(Err(Error::Timeout(self.timeout)));
+        }
+        match next {
             Err(_) => Some(Err(Error::Timeout(self.timeout))),
             Ok(None) => None,
             Ok(Some(Err(e))) => Some(Err(Error::from_datafusion(e, self.memory_limit))),
@@ -424,9 +431,11 @@ impl Engine {
                 .map_err(|e| Error::from_datafusion(e, limit))?;
             Ok::<_, Error>((schema, plan, stream))
         };
-        let (schema, plan, stream) = tokio::time::timeout_at(deadline, plan)
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
+        let planned = tokio::time::timeout_at(deadline, plan).await;
+        if tokio::time::Instant::now() > deadline {
+            return Err(Error::Timeout(timeout));
+        }
+        let (schema, plan, stream) = planned.map_err(|_| Error::Timeout(timeout))??;
         Ok(QueryStream {
             schema,
             stream,

@@ -385,6 +385,52 @@ async fn trace_context_adds_the_neighbours_from_the_same_service_and_host() {
 }
 
 #[tokio::test]
+async fn bytes_scanned_come_from_the_parquet_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let e = engine(dir.path());
+    let all = e.sql("SELECT * FROM logs", HashMap::new()).await.unwrap();
+    assert!(all.bytes_scanned > 0);
+    let files: u64 = walk_bytes(&dir.path().join("segments"));
+    assert!(
+        all.bytes_scanned <= files,
+        "{} > {files}",
+        all.bytes_scanned
+    );
+    let none = e.sql("SELECT 1", HashMap::new()).await.unwrap();
+    assert_eq!(none.bytes_scanned, 0);
+    // Counted as batches are taken, so a stream stopped early reads less.
+    let mut s = e
+        .stream(
+            weft_query::Reader::Query,
+            "SELECT count(*) FROM logs WHERE level = 'error'",
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.bytes_scanned(), 0, "nothing read before the first batch");
+    while let Some(b) = s.next().await {
+        b.unwrap();
+    }
+    assert!(s.bytes_scanned() > 0);
+}
+
+fn walk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_bytes(&p)
+            } else {
+                p.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
 async fn every_saved_query_runs_on_testdata() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());

@@ -166,7 +166,7 @@ async fn run(
     };
     match fmt {
         Answer::Json => json_answer(&state, stream, ticket).await,
-        streamed => Ok(streamed_answer(state, stream, ticket, streamed)),
+        streamed => streamed_answer(state, stream, ticket, streamed).await,
     }
 }
 
@@ -281,6 +281,8 @@ struct Streamer {
     encoder: Encoder,
     /// The first chunk (Arrow's schema message), sent before any batch.
     head: Option<Vec<u8>>,
+    /// The first batch, taken before the answer's status was chosen.
+    first: Option<RecordBatch>,
     done: bool,
 }
 
@@ -290,7 +292,11 @@ impl Streamer {
             return Some(Ok(Bytes::from(head)));
         }
         while !self.done {
-            let step = match self.stream.next().await {
+            let next = match self.first.take() {
+                Some(b) => Some(Ok(b)),
+                None => self.stream.next().await,
+            };
+            let step = match next {
                 Some(Ok(b)) if b.num_rows() == 0 => continue,
                 Some(Ok(b)) => self.encoder.batch(&self.stream.schema, &b),
                 None => {
@@ -340,15 +346,26 @@ impl Streamer {
     }
 }
 
-fn streamed_answer(
+/// Streams the answer. The first batch is awaited before the status is
+/// sent, so a query that fails before producing rows (most timeouts and
+/// memory limits) is still a 400 with its reason.
+async fn streamed_answer(
     state: Arc<AppState>,
-    stream: QueryStream,
+    mut stream: QueryStream,
     ticket: Ticket,
     fmt: Answer,
-) -> Response {
+) -> Result<Response, ApiError> {
+    let first = loop {
+        match stream.next().await {
+            Some(Ok(b)) if b.num_rows() == 0 => continue,
+            Some(Ok(b)) => break Some(b),
+            None => break None,
+            Some(Err(e)) => return Err(failed(&state, ticket, e)),
+        }
+    };
     let (encoder, head) = match Encoder::new(fmt, &stream.schema) {
         Ok(x) => x,
-        Err(e) => return failed(&state, ticket, e).into_response(),
+        Err(e) => return Err(failed(&state, ticket, e)),
     };
     let content_type = match fmt {
         Answer::Csv => "text/csv; charset=utf-8",
@@ -362,15 +379,16 @@ fn streamed_answer(
         encoder,
         head: Some(head),
         done: false,
+        first,
     };
     let body = futures::stream::unfold(streamer, |mut s| async move {
         s.next_chunk().await.map(|chunk| (chunk, s))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response())
 }
 
 fn bound(
