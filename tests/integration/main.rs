@@ -1,5 +1,6 @@
 //! weft end to end: one test binary, a module per area.
 
+mod access;
 mod api_fuzz;
 mod cli_query;
 mod clients;

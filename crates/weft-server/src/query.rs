@@ -346,6 +346,25 @@ impl Streamer {
     }
 }
 
+impl Drop for Streamer {
+    /// The client went away mid-answer: the query stops here, and the trail
+    /// says how far it got.
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            tracing::info!(
+                rows = self.stream.rows(),
+                "client left a streamed answer; query cancelled"
+            );
+            t.finish(
+                Outcome::Cancelled,
+                Some(self.stream.rows()),
+                Some(self.stream.bytes_scanned()),
+                None,
+            );
+        }
+    }
+}
+
 /// Streams the answer. The first batch is awaited before the status is
 /// sent, so a query that fails before producing rows (most timeouts and
 /// memory limits) is still a 400 with its reason.

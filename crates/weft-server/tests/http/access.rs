@@ -17,7 +17,7 @@ use weft_storage::store::{Store, StoreOptions};
 
 /// A server with tenants `acme` and `globex` (and `default`), and a token
 /// of every role for each.
-struct Site {
+pub(crate) struct Site {
     router: axum::Router,
     tokens: HashMap<(&'static str, Role), String>,
     dir: tempfile::TempDir,
@@ -67,12 +67,12 @@ fn site_with(auth: bool, options: QueryOptions, max_rows: usize) -> Site {
     }
 }
 
-fn site() -> Site {
+pub(crate) fn site() -> Site {
     site_with(true, QueryOptions::default(), 1000)
 }
 
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
     headers: HeaderMap,
     body: Vec<u8>,
     frames: usize,
@@ -91,7 +91,7 @@ impl Site {
         &self.tokens[&(tenant, role)]
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         uri: &str,

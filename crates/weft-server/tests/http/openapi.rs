@@ -85,3 +85,40 @@ async fn the_document_and_the_router_agree() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn with_tokens_every_route_but_health_is_documented_and_answered_401() {
+    let site = crate::access::site();
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["scheme"],
+        "bearer"
+    );
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let public = path == "/healthz" || path == "/readyz";
+            assert_eq!(
+                op["security"] == serde_json::json!([]),
+                public,
+                "{method} {path}: security"
+            );
+            let a = site
+                .call(&method.to_uppercase(), &concrete(path), None, &[], "")
+                .await;
+            if public {
+                assert_ne!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            } else {
+                assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                for code in ["401", "403"] {
+                    assert!(
+                        op["responses"][code].is_object(),
+                        "{method} {path} does not document {code}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+}
