@@ -11,3 +11,4 @@ mod edges;
 mod import;
 mod interop;
 mod shippers;
+mod tls;

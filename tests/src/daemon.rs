@@ -430,7 +430,10 @@ impl Drop for Daemon {
 /// The address in the banner line `  listening: http://ADDR  (…)`.
 fn listen_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.trim_start().strip_prefix("listening:")?;
-    let rest = rest.trim_start().strip_prefix("http://")?;
+    let rest = rest.trim_start();
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     rest.split_whitespace().next()?.parse().ok()
 }
 

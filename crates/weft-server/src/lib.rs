@@ -19,6 +19,7 @@ pub mod ingest;
 mod metrics;
 mod query;
 mod shippers;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -44,6 +44,18 @@ pub(crate) struct ServeConfig {
     pub(crate) store: StoreOptions,
     /// `[serve.limits]`: request body and in-flight limits.
     pub(crate) limits: IngestLimits,
+    /// `[serve.tls]`: serve HTTPS with this certificate and key.
+    pub(crate) tls: Option<TlsConfig>,
+}
+
+/// `[serve.tls]`: PEM files (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub(crate) cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub(crate) key: PathBuf,
 }
 
 /// The environment variables read, and what they set.

@@ -18,7 +18,7 @@ use weft_query::{Engine, saved};
 use weft_server::{AppState, DEFAULT_TENANT, Tenant, router};
 use weft_storage::store::Store;
 
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 
 /// Default listen address: loopback only.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// Serve HTTPS: PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: PEM private key (with --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
@@ -60,6 +66,14 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
             "refusing to listen on {listen}: auth is off (no [auth] tokens configured), so weft serves loopback addresses only; create tokens with `weft token create`"
         );
     }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+        _ => cfg.serve.tls.clone(),
+    };
+    let tls = tls
+        .map(|t| weft_server::tls::server_config(&t.cert, &t.key))
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
     let dir = cfg.data_dir(args.data);
     let open = |path: &std::path::Path| -> Result<(Arc<Store>, Engine)> {
         let store = Store::open(
@@ -110,15 +124,18 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!("weft serve");
         eprintln!("  data dir : {}", dir.display());
         if auth_on {
             eprintln!(
-                "  listening: http://{addr}  (auth on: {} token(s), tenants: {})",
+                "  listening: {scheme}://{addr}  (auth on: {} token(s), tenants: {})",
                 token_count, tenant_list
             );
         } else {
-            eprintln!("  listening: http://{addr}  (auth off: no tokens configured, loopback only)");
+            eprintln!(
+                "  listening: {scheme}://{addr}  (auth off: no tokens configured, loopback only)"
+            );
         }
         eprintln!("  ingest   : POST /v1/ingest (NDJSON; gzip/zstd), acknowledged after WAL fsync");
         eprintln!("  query    : POST /v1/query, GET /v1/trace/{{id}}, GET /v1/queries, POST /v1/queries/{{name}}");
@@ -126,10 +143,21 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
         for (tenant, store) in serve_stores {
             tokio::task::spawn_blocking(move || replay(&tenant, &store));
         }
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(first_signal())
-            .await
-            .context("server failed")?;
+        let app = router(state);
+        match tls {
+            Some(config) => {
+                let listener = weft_server::tls::TlsListener::new(listener, config)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(first_signal())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(first_signal())
+                    .await
+            }
+        }
+        .context("server failed")?;
         Ok::<_, anyhow::Error>(())
     })?;
     // The second signal ends the process at once; the WAL holds what was acknowledged.
