@@ -185,6 +185,23 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_auth_and_tls_examples_parse() {
+        let text = include_str!("../../../weft.example.toml");
+        // Uncomment the [serve.tls] and [[auth.tokens]] examples.
+        let tail = &text[text.find("# [serve.tls]").unwrap()..];
+        let live: String = tail
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .map(|l| l.replace("<64 hex digits>", &"ab".repeat(32)) + "\n")
+            .collect();
+        let c: Config = toml::from_str(&live).unwrap();
+        assert_eq!(c.serve.tls.unwrap().key, PathBuf::from("/etc/weft/key.pem"));
+        assert_eq!(c.auth.tokens.len(), 1);
+        c.auth.validate().unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let e = toml::from_str::<Config>("[normalizer]\nmax_feilds = 3\n").unwrap_err();
         assert!(e.to_string().contains("max_feilds"), "{e}");
