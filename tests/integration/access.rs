@@ -4,21 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_tests::daemon::{Daemon, DaemonOptions, http};
-use weft_tests::{weft, weft_ok};
-
-fn token(config: &Path, role: &str, tenant: &str) -> String {
-    let c = config.to_str().unwrap();
-    weft_ok(&[
-        "--config", c, "token", "create", "--role", role, "--tenant", tenant,
-    ])
-    .trim()
-    .to_owned()
-}
+use weft_tests::{create_token, weft, weft_ok};
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
@@ -56,11 +46,11 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
     let data = dir.path().join("data");
-    let acme_ingest = token(&config, "ingest", "acme");
-    let acme_query = token(&config, "query", "acme");
-    let acme_admin = token(&config, "admin", "acme");
-    let globex_ingest = token(&config, "ingest", "globex");
-    let globex_query = token(&config, "query", "globex");
+    let acme_ingest = create_token(&config, "ingest", "acme");
+    let acme_query = create_token(&config, "query", "acme");
+    let acme_admin = create_token(&config, "admin", "acme");
+    let globex_ingest = create_token(&config, "ingest", "globex");
+    let globex_query = create_token(&config, "query", "globex");
     // The config keeps hashes, never tokens.
     let text = std::fs::read_to_string(&config).unwrap();
     for t in [

@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use weft_tests::daemon::{Daemon, DaemonOptions};
-use weft_tests::{python, repo_root, weft_ok};
+use weft_tests::{create_token, python, repo_root};
 
 /// Runs schemathesis over the daemon's own document with `headers` on every
 /// request; panics on a failed run, returns its output.
@@ -73,17 +73,11 @@ fn schemathesis_finds_no_server_errors() {
 fn schemathesis_with_tokens_finds_no_server_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("weft.toml");
-    let c = config.to_str().unwrap();
-    let token = |role: &str| {
-        weft_ok(&[
-            "--config", c, "token", "create", "--role", role, "--tenant", "fuzz",
-        ])
-        .trim()
-        .to_owned()
-    };
-    let admin = token("admin");
-    let ingest = token("ingest");
-    let options = DaemonOptions::default().arg("--config").arg(c);
+    let admin = create_token(&config, "admin", "fuzz");
+    let ingest = create_token(&config, "ingest", "fuzz");
+    let options = DaemonOptions::default()
+        .arg("--config")
+        .arg(config.to_str().unwrap());
     let d = Daemon::start_with(&dir.path().join("data"), &options);
     for t in [&admin, &ingest, &"weft_0badc0de_0badc0de".to_owned()] {
         schemathesis(&d, &[format!("Authorization: Bearer {t}")]);

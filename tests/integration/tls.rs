@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use weft_tests::daemon::{Daemon, DaemonOptions, http};
-use weft_tests::{weft, weft_ok};
+use weft_tests::{create_token, weft};
 
 /// A self-signed certificate for 127.0.0.1: (certificate DER, cert PEM, key PEM).
 fn certificate() -> (CertificateDer<'static>, String, String) {
@@ -80,16 +80,7 @@ fn the_daemon_serves_https_with_auth_on_top() {
     std::fs::write(&cert, cert_pem).unwrap();
     std::fs::write(&key, key_pem).unwrap();
     let config = dir.path().join("weft.toml");
-    let token = weft_ok(&[
-        "--config",
-        config.to_str().unwrap(),
-        "token",
-        "create",
-        "--role",
-        "admin",
-    ])
-    .trim()
-    .to_owned();
+    let token = create_token(&config, "admin", "default");
 
     let options = DaemonOptions::default()
         .arg("--config")

@@ -59,6 +59,17 @@ pub fn weft_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// `weft token create --role ROLE --tenant TENANT --config CONFIG`: the
+/// new token (its hash is appended to `config`, made if missing).
+pub fn create_token(config: &Path, role: &str, tenant: &str) -> String {
+    let c = config.to_str().expect("utf-8 path");
+    weft_ok(&[
+        "--config", c, "token", "create", "--role", role, "--tenant", tenant,
+    ])
+    .trim()
+    .to_owned()
+}
+
 /// The Python interpreter the interop tests use (`WEFT_PYTHON`, else python3).
 pub fn python() -> String {
     std::env::var("WEFT_PYTHON").unwrap_or_else(|_| "python3".to_owned())
