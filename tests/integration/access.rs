@@ -51,6 +51,7 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
     let acme_admin = create_token(&config, "admin", "acme");
     let globex_ingest = create_token(&config, "ingest", "globex");
     let globex_query = create_token(&config, "query", "globex");
+    let operator = create_token(&config, "admin", "default");
     // The config keeps hashes, never tokens.
     let text = std::fs::read_to_string(&config).unwrap();
     for t in [
@@ -63,9 +64,9 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
         assert!(t.starts_with("weft_"), "{t}");
         assert!(!text.contains(t.as_str()), "token stored in the config");
     }
-    assert_eq!(text.matches("[[auth.tokens]]").count(), 5);
+    assert_eq!(text.matches("[[auth.tokens]]").count(), 6);
     let listed = weft_ok(&["--config", config.to_str().unwrap(), "token", "list"]);
-    assert_eq!(listed.lines().count(), 5, "{listed}");
+    assert_eq!(listed.lines().count(), 6, "{listed}");
     assert!(!listed.contains(&acme_query[10..]), "list shows no secret");
     // A bad tenant id is refused and changes nothing.
     let out = weft(&[
@@ -87,7 +88,7 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
         .arg(config.to_str().unwrap());
     let mut d = Daemon::start_with(&data, &options);
     assert!(
-        d.stderr_text().contains("auth on: 5 token(s)"),
+        d.stderr_text().contains("auth on: 6 token(s)"),
         "{}",
         d.stderr_text()
     );
@@ -135,11 +136,21 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
     )
     .unwrap();
     assert_eq!(m.status, 403);
+    // `/metrics` shows every tenant: a tenant's admin is not enough.
     let m = http(
         d.addr(),
         "GET",
         "/metrics",
         &[("authorization", &bearer(&acme_admin))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(m.status, 403);
+    let m = http(
+        d.addr(),
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer(&operator))],
         b"",
     )
     .unwrap();

@@ -126,6 +126,30 @@ pub struct AuditLog {
     file: Mutex<Option<File>>,
 }
 
+/// Longest statement kept in a record; longer ones are cut (and say so).
+pub const MAX_STATEMENT: usize = 64 * 1024;
+
+impl Entry {
+    /// Cuts the statement to [`MAX_STATEMENT`] bytes.
+    fn capped(mut self) -> Self {
+        if let Some(s) = &mut self.statement
+            && s.len() > MAX_STATEMENT
+        {
+            let total = s.len();
+            let mut cut = MAX_STATEMENT;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push_str(&format!("… [cut: {total} bytes in all]"));
+        }
+        self
+    }
+}
+
+/// Makes record ids unique within the process.
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 /// File name inside the audit directory.
 const FILE: &str = "audit.ndjson";
 
@@ -145,23 +169,34 @@ impl AuditLog {
         self.dir.join(FILE)
     }
 
-    /// Appends one record as a single write and syncs it.
+    /// Appends one record as a single write and syncs it. Every record
+    /// starts on a line of its own, even after a write that failed part way.
     fn append(&self, rec: &Record) -> Result<()> {
-        let mut line = serde_json::to_vec(rec).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut line = vec![b'\n'];
+        serde_json::to_writer(&mut line, rec).map_err(|e| Error::Internal(e.to_string()))?;
         line.push(b'\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let unavailable =
             |e: std::io::Error| Error::AuditUnavailable(format!("{}: {e}", self.path().display()));
         if guard.is_none() {
             fs::create_dir_all(&self.dir).map_err(unavailable)?;
+            let existed = self.path().exists();
             let f = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .open(self.path())
                 .map_err(unavailable)?;
+            if !existed {
+                // The new file's name must survive a crash with its records.
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(unavailable)?;
+            }
             *guard = Some(f);
         }
         let f = guard.as_mut().expect("opened above");
+        // The leading newline is only needed after a torn write; an empty
+        // line between records is harmless and keeps the common case one write.
         let r = f.write_all(&line).and_then(|()| f.sync_data());
         if let Err(e) = r {
             // Reopen next time: the file may have been rotated or fixed.
@@ -174,7 +209,6 @@ impl AuditLog {
     /// Records that a lookup is about to run. The caller must not run it
     /// when this fails.
     pub fn begin(self: &Arc<Self>, entry: Entry) -> Result<Ticket> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let now = weft_storage::now_nanos();
         let id = format!(
             "{:x}-{:x}-{:x}",
@@ -186,7 +220,7 @@ impl AuditLog {
             id: id.clone(),
             phase: Phase::Start,
             time_ns: now,
-            entry: Some(entry),
+            entry: Some(entry.capped()),
             end: None,
         })?;
         Ok(Ticket {
@@ -201,10 +235,14 @@ impl AuditLog {
     pub fn refused(&self, entry: Entry, outcome: Outcome, error: &str) -> Result<()> {
         let now = weft_storage::now_nanos();
         self.append(&Record {
-            id: format!("{now:x}-{:x}-r", std::process::id()),
+            id: format!(
+                "{now:x}-{:x}-r{:x}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
             phase: Phase::End,
             time_ns: now,
-            entry: Some(entry),
+            entry: Some(entry.capped()),
             end: Some(End {
                 outcome,
                 duration_ms: 0.0,
@@ -461,18 +499,26 @@ mod tests {
         std::mem::forget(open); // a process that died mid-query
         log.refused(entry("DROP TABLE logs"), Outcome::Denied, "no role")
             .unwrap();
-        // A torn last write is skipped, not fatal.
+        // A torn write is skipped, and the record after it still counts.
         let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
         f.write_all(b"{\"id\":\"x\",\"pha").unwrap();
+        let long = "x".repeat(MAX_STATEMENT + 10);
+        log.refused(entry(&long), Outcome::Refused, "too long")
+            .unwrap();
 
         let b = log.table().unwrap();
-        assert_eq!(b.num_rows(), 4);
+        assert_eq!(b.num_rows(), 5);
         let col = |n: &str| Arc::clone(b.column_by_name(n).unwrap());
         let outcome = col("outcome");
-        let outcomes: Vec<&str> = (0..4)
+        let outcomes: Vec<&str> = (0..5)
             .map(|i| outcome.as_string::<i32>().value(i))
             .collect();
-        assert_eq!(outcomes, ["ok", "cancelled", "incomplete", "denied"]);
+        assert_eq!(
+            outcomes,
+            ["ok", "cancelled", "incomplete", "denied", "refused"]
+        );
+        let kept = statements_len(&b, 4);
+        assert!(kept < MAX_STATEMENT + 100, "statements are capped: {kept}");
         let statements = col("statement");
         assert_eq!(statements.as_string::<i32>().value(3), "DROP TABLE logs");
         let rows = col("rows");
@@ -481,6 +527,13 @@ mod tests {
         assert!(rows.is_null(2));
         assert_eq!(col("tenant").as_string::<i32>().value(0), "acme");
         assert_eq!(col("params").as_string::<i32>().value(0), r#"{"x":1}"#);
+    }
+
+    fn statements_len(b: &RecordBatch, row: usize) -> usize {
+        let s = b.column_by_name("statement").unwrap();
+        let s = s.as_string::<i32>().value(row);
+        assert!(s.ends_with(&format!("[cut: {} bytes in all]", MAX_STATEMENT + 10)));
+        s.len()
     }
 
     #[test]

@@ -407,9 +407,21 @@ impl Engine {
         sql: &str,
         params: HashMap<String, ScalarValue>,
     ) -> Result<QueryStream> {
+        let deadline = tokio::time::Instant::now() + self.options.timeout();
+        self.stream_until(reader, sql, params, deadline).await
+    }
+
+    /// [`Engine::stream`] against a deadline shared with other statements
+    /// (a trace and its context lookups count as one query).
+    pub async fn stream_until(
+        &self,
+        reader: Reader,
+        sql: &str,
+        params: HashMap<String, ScalarValue>,
+        deadline: tokio::time::Instant,
+    ) -> Result<QueryStream> {
         let started = Instant::now();
         let timeout = self.options.timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
         let ctx = self.context(reader)?;
         let limit = self.options.memory_limit;
         let plan = async {

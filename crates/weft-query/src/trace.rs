@@ -388,12 +388,15 @@ impl Engine {
                 "context must be at most {CONTEXT_MAX_N} lines, not {context}"
             )));
         }
+        // The lookup and its context lookups share one timeout.
+        let deadline = tokio::time::Instant::now() + self.options().timeout();
         let params = HashMap::from([("id".to_owned(), ScalarValue::Utf8(Some(id.to_owned())))]);
         let out = self
-            .stream(
+            .stream_until(
                 crate::Reader::Query,
                 "SELECT * FROM logs WHERE correlation_id = $id",
                 params,
+                deadline,
             )
             .await?
             .collect()
@@ -401,7 +404,7 @@ impl Engine {
         let mut t = assemble(id, &out.batches, 0.0);
         t.bytes_scanned = out.bytes_scanned;
         if context > 0 {
-            let c = self.context_lines(id, &t, context).await?;
+            let c = self.context_lines(id, &t, context, deadline).await?;
             t.bytes_scanned += c.1;
             t.context = Some(c.0);
         }
@@ -409,7 +412,13 @@ impl Engine {
         Ok(t)
     }
 
-    async fn context_lines(&self, id: &str, t: &Trace, n: usize) -> Result<(Context, u64)> {
+    async fn context_lines(
+        &self,
+        id: &str,
+        t: &Trace,
+        n: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Context, u64)> {
         let started = std::time::Instant::now();
         let first = t.lines.first().map_or(0, |l| l.ts_ns);
         let mut seen = std::collections::HashSet::new();
@@ -428,7 +437,7 @@ impl Engine {
                 ),
             ]);
             let out = self
-                .stream(crate::Reader::Query, &sql, params)
+                .stream_until(crate::Reader::Query, &sql, params, deadline)
                 .await?
                 .collect()
                 .await?;

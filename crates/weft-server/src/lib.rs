@@ -3,11 +3,11 @@
 //! A library: [`router`] builds the axum `Router` from an [`AppState`], and
 //! tests drive it without a socket. Writes go to a tenant's `weft-storage`
 //! [`Store`] (WAL, write buffer, segments; [`ingest`], shippers), reads to
-//! its `weft-query` engine, which sees the same buffer ([`query`]). Every
+//! its `weft-query` engine, which sees the same buffer (`query`). Every
 //! request carries an id (`X-Request-Id`, taken from the client or made up)
 //! that is echoed back and logged with the request.
 //!
-//! Every route but health passes [`authorize`]: with tokens configured
+//! Every route but health passes `authorize`: with tokens configured
 //! ([`auth`]) the token names the caller's role and tenant, and the request
 //! only ever sees that tenant's store and engine.
 //!
@@ -109,10 +109,6 @@ impl AppState {
     pub fn tenants(&self) -> impl Iterator<Item = (&str, &Arc<Tenant>)> {
         self.tenants.iter().map(|(k, v)| (k.as_str(), v))
     }
-
-    fn default_tenant(&self) -> &Arc<Tenant> {
-        &self.tenants[DEFAULT_TENANT]
-    }
 }
 
 /// An error as the API answers it.
@@ -161,7 +157,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(
             Router::new()
                 .route("/metrics", get(metrics::metrics))
-                .route_layer(guard(Need::Admin)),
+                .route_layer(guard(Need::Operator)),
         )
         .merge(query_routes().route_layer(guard(Need::Read)))
         .merge(ingest_routes().route_layer(guard(Need::Write)))
@@ -170,22 +166,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// What a route asks of the caller's role.
+/// What a route asks of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {
     AnyRole,
     Read,
     Write,
-    Admin,
+    /// An admin of the `default` tenant: `/metrics` shows every tenant.
+    Operator,
 }
 
 impl Need {
-    fn allows(self, role: Role) -> bool {
+    fn allows(self, caller: &Caller) -> bool {
         match self {
             Need::AnyRole => true,
-            Need::Read => matches!(role, Role::Query | Role::Admin),
-            Need::Write => matches!(role, Role::Ingest | Role::Admin),
-            Need::Admin => role == Role::Admin,
+            Need::Read => matches!(caller.role, Role::Query | Role::Admin),
+            Need::Write => matches!(caller.role, Role::Ingest | Role::Admin),
+            Need::Operator => caller.role == Role::Admin && caller.tenant == DEFAULT_TENANT,
         }
     }
 }
@@ -204,34 +201,18 @@ fn auth_error(status: StatusCode, message: String) -> Response {
     resp
 }
 
-/// Finds the caller and its tenant, or answers 401/403. A refused read is
-/// written to the audit trail: of the tenant when the token named one, of
-/// the default tenant when there was no good token.
+/// Finds the caller and its tenant, or answers 401/403.
+///
+/// A 403 on a read route is written to the tenant's audit trail: the
+/// caller is known. A 401 is not (the caller is not, and a record per
+/// anonymous request would let anyone fill the disk); it is logged and
+/// counted in `/metrics`.
 async fn authorize(
     State((state, need)): State<(Arc<AppState>, Need)>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let endpoint = format!("{} {}", req.method(), req.uri().path());
-    let refuse = |tenant: &Tenant, caller: Option<&Caller>, status: StatusCode, message: String| {
-        if need == Need::Read {
-            let entry = Entry {
-                token_id: caller.and_then(|c| c.token_id.clone()),
-                tenant: caller.map(|c| c.tenant.clone()),
-                endpoint: endpoint.clone(),
-                statement: req.uri().query().map(str::to_owned),
-                params: None,
-            };
-            if let Err(e) = tenant
-                .engine
-                .audit()
-                .refused(entry, Outcome::Denied, &message)
-            {
-                tracing::error!(error = %e, "cannot write the audit record of a refused request");
-            }
-        }
-        auth_error(status, message)
-    };
     let caller = if state.auth.enabled() {
         let given = req
             .headers()
@@ -240,12 +221,9 @@ async fn authorize(
         match state.auth.check(given) {
             Ok(c) => c,
             Err(why) => {
-                return refuse(
-                    state.default_tenant(),
-                    None,
-                    StatusCode::UNAUTHORIZED,
-                    why.to_string(),
-                );
+                state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(endpoint, reason = %why, "refused: no good token");
+                return auth_error(StatusCode::UNAUTHORIZED, why.to_string());
             }
         }
     } else {
@@ -257,34 +235,65 @@ async fn authorize(
             format!("tenant {:?} is not open on this server", caller.tenant),
         );
     };
-    if state.auth.enabled()
-        && let Some(named) = named_tenant(req.headers()).filter(|t| *t != caller.tenant)
+    let refusal = if let Some(named) = state
+        .auth
+        .enabled()
+        .then(|| other_tenant(req.headers(), &caller.tenant))
+        .flatten()
     {
-        let message = format!(
+        Some(format!(
             "this token belongs to tenant {:?}; a header cannot choose tenant {named:?}",
             caller.tenant
-        );
-        return refuse(&tenant, Some(&caller), StatusCode::FORBIDDEN, message);
-    }
-    if !need.allows(caller.role) {
-        let message = format!(
-            "a token with role {} cannot use {endpoint}",
-            caller.role.as_str()
-        );
-        return refuse(&tenant, Some(&caller), StatusCode::FORBIDDEN, message);
+        ))
+    } else if !need.allows(&caller) {
+        Some(if need == Need::Operator && caller.role == Role::Admin {
+            format!(
+                "{endpoint} shows every tenant: it needs an admin token of tenant {DEFAULT_TENANT:?}"
+            )
+        } else {
+            format!(
+                "a token with role {} cannot use {endpoint}",
+                caller.role.as_str()
+            )
+        })
+    } else {
+        None
+    };
+    if let Some(message) = refusal {
+        state.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+        if need == Need::Read {
+            let entry = Entry {
+                token_id: caller.token_id.clone(),
+                tenant: Some(caller.tenant.clone()),
+                endpoint,
+                statement: req.uri().query().map(str::to_owned),
+                params: None,
+            };
+            let audit = Arc::clone(tenant.engine.audit());
+            let why = message.clone();
+            let written =
+                tokio::task::spawn_blocking(move || audit.refused(entry, Outcome::Denied, &why))
+                    .await;
+            if let Ok(Err(e)) | Err(e) =
+                written.map_err(|e| weft_query::Error::Internal(e.to_string()))
+            {
+                tracing::error!(error = %e, "cannot write the audit record of a refused request");
+            }
+        }
+        return auth_error(StatusCode::FORBIDDEN, message);
     }
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(tenant);
     next.run(req).await
 }
 
-/// The tenant a client named by header, if any.
-fn named_tenant(headers: &HeaderMap) -> Option<String> {
-    TENANT_HEADERS.iter().find_map(|h| {
-        headers
-            .get(*h)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
-    })
+/// A tenant other than `own` named by any value of any tenant header.
+fn other_tenant(headers: &HeaderMap, own: &str) -> Option<String> {
+    TENANT_HEADERS
+        .iter()
+        .flat_map(|h| headers.get_all(*h))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .find(|t| t != own)
 }
 
 fn health_routes() -> Router<Arc<AppState>> {

@@ -23,6 +23,9 @@ pub(crate) struct Metrics {
     pub(crate) queries_server_error: AtomicU64,
     pub(crate) query_micros: AtomicU64,
     pub(crate) traces: AtomicU64,
+    /// Requests refused 401 (no good token) and 403 (role or tenant).
+    pub(crate) unauthorized: AtomicU64,
+    pub(crate) forbidden: AtomicU64,
     /// Request bytes being read or stored now.
     pub(crate) inflight_bytes: AtomicU64,
     /// Request bytes as received (before decompression).
@@ -129,6 +132,21 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "Trace lookups by correlation id.",
         "counter",
         load(&m.traces),
+    );
+    t.family(
+        "weft_auth_refused_total",
+        "Requests refused: 401 without a good token, 403 outside the token's role or tenant.",
+        "counter",
+    );
+    t.sample(
+        "weft_auth_refused_total",
+        "{status=\"401\"}",
+        load(&m.unauthorized),
+    );
+    t.sample(
+        "weft_auth_refused_total",
+        "{status=\"403\"}",
+        load(&m.forbidden),
     );
 
     t.family(

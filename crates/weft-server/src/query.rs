@@ -131,10 +131,24 @@ fn count(state: &AppState, r: &Result<(), &weft_query::Error>, elapsed_micros: u
     }
 }
 
+/// Writes a ticket's end record off the async threads (it syncs to disk).
+async fn finish(
+    ticket: Ticket,
+    outcome: Outcome,
+    rows: Option<u64>,
+    bytes: Option<u64>,
+    error: Option<String>,
+) {
+    let write = move || ticket.finish(outcome, rows, bytes, error.as_deref());
+    if let Err(e) = tokio::task::spawn_blocking(write).await {
+        tracing::error!(error = %e, "audit end record task failed");
+    }
+}
+
 /// Ends `ticket` with the error and answers it.
-fn failed(state: &AppState, ticket: Ticket, e: weft_query::Error) -> ApiError {
+async fn failed(state: &AppState, ticket: Ticket, e: weft_query::Error) -> ApiError {
     count(state, &Err(&e), 0);
-    ticket.finish(Outcome::of(&e), None, None, Some(&e.to_string()));
+    finish(ticket, Outcome::of(&e), None, None, Some(e.to_string())).await;
     ApiError(e)
 }
 
@@ -154,15 +168,15 @@ async fn run(
     let ticket = begin(&tenant, entry(caller, endpoint, sql, shown)).await?;
     let fmt = match answer_format(fmt) {
         Ok(f) => f,
-        Err(e) => return Err(failed(&state, ticket, e)),
+        Err(e) => return Err(failed(&state, ticket, e).await),
     };
     let params = match params {
         Ok(p) => p,
-        Err(e) => return Err(failed(&state, ticket, e)),
+        Err(e) => return Err(failed(&state, ticket, e).await),
     };
     let stream = match tenant.engine.stream(reader(caller), sql, params).await {
         Ok(s) => s,
-        Err(e) => return Err(failed(&state, ticket, e)),
+        Err(e) => return Err(failed(&state, ticket, e).await),
     };
     match fmt {
         Answer::Json => json_answer(&state, stream, ticket).await,
@@ -188,7 +202,7 @@ async fn json_answer(
                 rows += keep;
                 batches.push(b.slice(0, keep));
             }
-            Some(Err(e)) => return Err(failed(state, ticket, e)),
+            Some(Err(e)) => return Err(failed(state, ticket, e).await),
         }
     }
     let out = QueryOutput {
@@ -199,12 +213,14 @@ async fn json_answer(
     };
     count(state, &Ok(()), out.elapsed.as_micros() as u64);
     let doc = format::json_document(&out, cap);
-    ticket.finish(
+    finish(
+        ticket,
         Outcome::Ok,
         Some(rows.min(cap) as u64),
         Some(out.bytes_scanned),
         None,
-    );
+    )
+    .await;
     Ok(Json(doc).into_response())
 }
 
@@ -303,7 +319,7 @@ impl Streamer {
                     self.done = true;
                     match self.encoder.finish(&self.stream.schema) {
                         Ok(tail) => {
-                            self.end(Ok(()));
+                            self.end(Ok(())).await;
                             Ok(tail)
                         }
                         Err(e) => Err(e),
@@ -317,7 +333,7 @@ impl Streamer {
                 Err(e) => {
                     self.done = true;
                     tracing::warn!(error = %e, rows = self.stream.rows(), "streamed query failed after its answer began");
-                    self.end(Err(&e));
+                    self.end(Err(&e)).await;
                     return Some(Err(std::io::Error::other(e.to_string())));
                 }
             }
@@ -325,22 +341,14 @@ impl Streamer {
         None
     }
 
-    fn end(&mut self, r: Result<(), &weft_query::Error>) {
+    async fn end(&mut self, r: Result<(), &weft_query::Error>) {
         count(&self.state, &r, self.stream.elapsed().as_micros() as u64);
         if let Some(t) = self.ticket.take() {
+            let rows = Some(self.stream.rows());
+            let bytes = Some(self.stream.bytes_scanned());
             match r {
-                Ok(()) => t.finish(
-                    Outcome::Ok,
-                    Some(self.stream.rows()),
-                    Some(self.stream.bytes_scanned()),
-                    None,
-                ),
-                Err(e) => t.finish(
-                    Outcome::of(e),
-                    Some(self.stream.rows()),
-                    Some(self.stream.bytes_scanned()),
-                    Some(&e.to_string()),
-                ),
+                Ok(()) => finish(t, Outcome::Ok, rows, bytes, None).await,
+                Err(e) => finish(t, Outcome::of(e), rows, bytes, Some(e.to_string())).await,
             }
         }
     }
@@ -348,19 +356,17 @@ impl Streamer {
 
 impl Drop for Streamer {
     /// The client went away mid-answer: the query stops here, and the trail
-    /// says how far it got.
+    /// says how far it got (written on the blocking pool: it syncs to disk).
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
-            tracing::info!(
-                rows = self.stream.rows(),
-                "client left a streamed answer; query cancelled"
-            );
-            t.finish(
-                Outcome::Cancelled,
-                Some(self.stream.rows()),
-                Some(self.stream.bytes_scanned()),
-                None,
-            );
+            let rows = self.stream.rows();
+            tracing::info!(rows, "client left a streamed answer; query cancelled");
+            let bytes = self.stream.bytes_scanned();
+            let write = move || t.finish(Outcome::Cancelled, Some(rows), Some(bytes), None);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(write)),
+                Err(_) => write(),
+            }
         }
     }
 }
@@ -379,12 +385,12 @@ async fn streamed_answer(
             Some(Ok(b)) if b.num_rows() == 0 => continue,
             Some(Ok(b)) => break Some(b),
             None => break None,
-            Some(Err(e)) => return Err(failed(&state, ticket, e)),
+            Some(Err(e)) => return Err(failed(&state, ticket, e).await),
         }
     };
     let (encoder, head) = match Encoder::new(fmt, &stream.schema) {
         Ok(x) => x,
-        Err(e) => return Err(failed(&state, ticket, e)),
+        Err(e) => return Err(failed(&state, ticket, e).await),
     };
     let content_type = match fmt {
         Answer::Csv => "text/csv; charset=utf-8",
@@ -478,14 +484,16 @@ pub(crate) async fn get_trace(
     let ticket = begin(&tenant, entry(&caller, "GET /v1/trace".into(), &id, shown)).await?;
     let t = match tenant.engine.trace_with_context(&id, p.context).await {
         Ok(t) => t,
-        Err(e) => return Err(failed(&state, ticket, e)),
+        Err(e) => return Err(failed(&state, ticket, e).await),
     };
-    ticket.finish(
+    finish(
+        ticket,
         Outcome::Ok,
         Some(t.line_count as u64),
         Some(t.bytes_scanned),
         None,
-    );
+    )
+    .await;
     let status = if t.lines.is_empty() {
         StatusCode::NOT_FOUND
     } else {
@@ -523,13 +531,12 @@ pub(crate) async fn run_saved(
     let shown = (!req.params.is_empty()).then(|| json!(req.params));
     let Some(q) = state.saved.get(&name).cloned() else {
         let e = weft_query::Error::UnknownQuery(name.clone());
-        let audit = tenant.engine.audit();
-        audit
-            .refused(
-                entry(&caller, endpoint, &name, shown),
-                Outcome::Refused,
-                &e.to_string(),
-            )
+        let audit = Arc::clone(tenant.engine.audit());
+        let entry = entry(&caller, endpoint, &name, shown);
+        let why = e.to_string();
+        tokio::task::spawn_blocking(move || audit.refused(entry, Outcome::Refused, &why))
+            .await
+            .map_err(|e| ApiError(weft_query::Error::Internal(e.to_string())))?
             .map_err(ApiError)?;
         return Err(ApiError(e));
     };

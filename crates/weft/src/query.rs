@@ -28,7 +28,7 @@ pub(crate) struct QueryArgs {
     /// Bind a `$name` parameter (repeatable): --param name=value. Values are text.
     #[arg(long = "param", value_parser = parse_kv)]
     params: Vec<(String, String)>,
-    /// Audit trail directory [default: <data dir>/audit].
+    /// Audit trail directory [default: DATA/audit].
     #[arg(long)]
     audit_dir: Option<PathBuf>,
 }
@@ -46,7 +46,7 @@ pub(crate) struct TraceArgs {
     /// Also show N lines around each of the request's lines, from the same service and host.
     #[arg(long, default_value_t = 0)]
     context: usize,
-    /// Audit trail directory [default: <data dir>/audit].
+    /// Audit trail directory [default: DATA/audit].
     #[arg(long)]
     audit_dir: Option<PathBuf>,
 }
@@ -80,7 +80,7 @@ enum QueriesCommand {
         /// Most rows in the json format.
         #[arg(long, default_value_t = 10_000)]
         max_rows: usize,
-        /// Audit trail directory [default: <data dir>/audit].
+        /// Audit trail directory [default: DATA/audit].
         #[arg(long)]
         audit_dir: Option<PathBuf>,
     },

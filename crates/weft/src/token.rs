@@ -99,14 +99,23 @@ pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
         .auth
         .validate()
         .map_err(|e| anyhow!("{}: {e}; nothing was changed", path.display()))?;
-    let tmp = path.with_extension("toml.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+    // Through a new file beside the real one (a symlinked config is
+    // replaced at its target), with the original's permissions.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = real
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write beside {}", real.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    if let Ok(meta) = std::fs::metadata(&real) {
+        tmp.as_file().set_permissions(meta.permissions())?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&real)
+        .map_err(|e| anyhow!("cannot replace {}: {}", real.display(), e.error))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())?;
     Ok(token)
 }
 

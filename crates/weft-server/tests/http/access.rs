@@ -43,7 +43,7 @@ fn site_with(auth: bool, options: QueryOptions, max_rows: usize) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let mut config = AuthConfig::default();
     let mut tokens = HashMap::new();
-    for t in ["acme", "globex"] {
+    for t in ["acme", "globex", "default"] {
         for role in [Role::Ingest, Role::Query, Role::Admin] {
             let (token, entry) = AuthConfig::create(role, t, "now".into()).unwrap();
             config.tokens.push(entry);
@@ -205,10 +205,11 @@ async fn every_endpoint_but_health_needs_a_token_and_roles_decide_the_rest() {
         }
     }
     // Which role reaches which route: (route index, ingest, query, admin).
+    // `/metrics` shows every tenant: only the default tenant's admin.
     let expect = |i: usize| match i {
         0..=3 => (false, true, true),
         4..=7 => (true, false, true),
-        8 => (false, false, true),
+        8 => (false, false, false),
         _ => (true, true, true),
     };
     for (i, (method, uri, body)) in routes.iter().enumerate() {
@@ -433,11 +434,31 @@ async fn every_lookup_and_refusal_is_in_the_tenants_audit_table() {
         )
         .await;
     assert_eq!(g.json()["rows"][0][0], 1, "only this query");
-    // A request without a good token is in the default tenant's trail.
-    let anon = s.query(None, json!({"sql": "SELECT 3"})).await;
+    // A request without a good token names no tenant: it is counted and
+    // logged, not written to any trail (anyone could fill the disk so).
+    let anon = s
+        .query(None, json!({"sql": "SELECT 3", "x": "y".repeat(100_000)}))
+        .await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
-    let text = std::fs::read_to_string(s.dir.path().join("audit/audit.ndjson")).unwrap();
-    assert!(text.contains("\"outcome\":\"denied\""), "{text}");
+    assert!(!s.dir.path().join("audit/audit.ndjson").exists());
+    let m = s
+        .call(
+            "GET",
+            "/metrics",
+            Some(s.token("default", Role::Admin)),
+            &[],
+            "",
+        )
+        .await;
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains("weft_auth_refused_total{status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weft_auth_refused_total{status=\"403\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
