@@ -161,7 +161,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(query_routes().route_layer(guard(Need::Read)))
         .merge(ingest_routes().route_layer(guard(Need::Write)))
-        .merge(shipper_routes().route_layer(guard(Need::Write)))
+        .merge(shipper_routes(&state))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -317,8 +317,11 @@ fn ingest_routes() -> Router<Arc<AppState>> {
         .layer(DefaultBodyLimit::disable())
 }
 
-/// Elasticsearch bulk, Loki push and OTLP logs (see [`shippers`]).
-fn shipper_routes() -> Router<Arc<AppState>> {
+/// Elasticsearch bulk, Loki push and OTLP logs (see [`shippers`]), each
+/// behind the write guard. The Elasticsearch routes stamp `X-Elastic-Product` on
+/// every answer, the guard's 401 and 403 included.
+fn shipper_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let guard = || middleware::from_fn_with_state((Arc::clone(state), Need::Write), authorize);
     let elastic = Router::new()
         .route("/", get(shippers::es_info).head(shippers::es_info))
         .route("/_license", get(shippers::es_license))
@@ -328,11 +331,16 @@ fn shipper_routes() -> Router<Arc<AppState>> {
             "/{index}/_bulk",
             post(shippers::es_index_bulk).put(shippers::es_index_bulk),
         )
+        .route_layer(guard())
         .layer(middleware::from_fn(shippers::elastic_product));
     Router::new()
         .merge(elastic)
-        .route("/loki/api/v1/push", post(shippers::loki_push))
-        .route("/v1/logs", post(shippers::otlp_logs))
+        .merge(
+            Router::new()
+                .route("/loki/api/v1/push", post(shippers::loki_push))
+                .route("/v1/logs", post(shippers::otlp_logs))
+                .route_layer(guard()),
+        )
         // The handlers enforce their own, configurable limit.
         .layer(DefaultBodyLimit::disable())
 }

@@ -236,7 +236,17 @@ impl Encoder {
         let internal = |e: arrow::error::ArrowError| weft_query::Error::Internal(e.to_string());
         Ok(match fmt {
             Answer::Ndjson | Answer::Json => (Encoder::Ndjson, Vec::new()),
-            Answer::Csv => (Encoder::Csv { header: true }, Vec::new()),
+            Answer::Csv => {
+                // Nested values have no CSV form: say so before the 200.
+                if let Some(f) = schema.fields().iter().find(|f| f.data_type().is_nested()) {
+                    return Err(weft_query::Error::BadParam(format!(
+                        "column {:?} is a {}, which CSV cannot hold: use format json, ndjson or arrow",
+                        f.name(),
+                        format::type_name(f.data_type())
+                    )));
+                }
+                (Encoder::Csv { header: true }, Vec::new())
+            }
             Answer::Arrow => {
                 let mut w = StreamWriter::try_new(Vec::new(), schema).map_err(internal)?;
                 // The schema message goes out before any row.

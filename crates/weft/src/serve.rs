@@ -74,6 +74,12 @@ pub(crate) fn cmd_serve(cfg: Config, args: ServeArgs) -> Result<ExitCode> {
         .map(|t| weft_server::tls::server_config(&t.cert, &t.key))
         .transpose()
         .map_err(|e| anyhow!(e))?;
+    if auth_on && tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "tokens will cross the network in clear text: serve HTTPS with --tls-cert and --tls-key"
+        );
+    }
     let dir = cfg.data_dir(args.data);
     let open = |path: &std::path::Path| -> Result<(Arc<Store>, Engine)> {
         let store = Store::open(

@@ -201,6 +201,10 @@ async fn every_endpoint_but_health_needs_a_token_and_roles_decide_the_rest() {
                 "{method} {uri} {token:?}"
             );
             assert_eq!(a.headers["www-authenticate"], "Bearer realm=\"weft\"");
+            if *uri == "/_bulk" {
+                // Elasticsearch clients check every answer for this.
+                assert_eq!(a.headers["x-elastic-product"], "Elasticsearch");
+            }
             assert!(a.json()["error"].as_str().unwrap().contains("token"));
         }
     }
@@ -535,6 +539,19 @@ async fn formats_stream_and_json_stops_at_the_row_cap() {
         .await;
     assert_eq!(String::from_utf8(get.body).unwrap(), "{\"x\":42}\n");
 
+    let nested = s
+        .query(
+            None,
+            json!({"sql": "SELECT make_array(1, 2) AS a", "format": "csv"}),
+        )
+        .await;
+    assert_eq!(nested.status, StatusCode::BAD_REQUEST);
+    assert!(
+        nested.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("CSV cannot hold")
+    );
     let bad = s
         .query(None, json!({"sql": "SELECT 1", "format": "xml"}))
         .await;
