@@ -6,9 +6,11 @@
 //! record in weft with its fields, level and correlation id. Needs the
 //! packages of tests/python/requirements.txt (`.ci/run` installs them).
 
+use std::process::Command;
+
 use serde_json::{Value, json};
-use weft_tests::daemon::Daemon;
-use weft_tests::python_script;
+use weft_tests::daemon::{Daemon, DaemonOptions};
+use weft_tests::{create_token, python, python_script, repo_root, weft_ok};
 
 /// Runs one client through `shippers.py` against `d`; returns its report.
 fn send(d: &Daemon, client: &str, flags: &[&str]) -> Value {
@@ -234,4 +236,70 @@ fn elasticsearch_py_helpers_bulk() {
 #[test]
 fn elasticsearch_py_helpers_bulk_gzip() {
     check_elasticsearch(&["--gzip"]);
+}
+
+/// With auth on, each client sends an ingest token the way it can (the OTLP
+/// exporter as a Bearer header, loki-logger-handler as HTTP Basic,
+/// elasticsearch-py as its `api_key`); every record lands in the token's
+/// tenant and nowhere else, and a token without the ingest role is refused.
+#[test]
+fn shipper_clients_send_tokens_and_land_in_their_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    let ingest = create_token(&config, "ingest", "shippers");
+    let reader = create_token(&config, "query", "shippers");
+    let data = dir.path().join("data");
+    let options = DaemonOptions::default()
+        .arg("--config")
+        .arg(config.to_str().unwrap());
+    let d = Daemon::start_with(&data, &options);
+    let url = format!("http://{}", d.addr());
+    let mut sent = 0;
+    for (client, flag) in [
+        ("otlp", None),
+        ("otlp", Some("--json")),
+        ("loki", None),
+        ("es", None),
+    ] {
+        let mut args = vec![client, url.as_str(), "--token", ingest.as_str()];
+        args.extend(flag);
+        let out = python_script("shippers.py", &args);
+        let report: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        sent += report["records"].as_array().unwrap().len();
+    }
+    let auth = format!("Bearer {reader}");
+    let answer = d.post(
+        "/v1/query",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        br#"{"sql":"SELECT count(*) FROM logs"}"#,
+    );
+    assert_eq!(
+        answer.json()["rows"][0][0],
+        sent as i64,
+        "{}",
+        answer.text()
+    );
+    // Nothing reached the default tenant.
+    let default = weft_ok(&[
+        "query",
+        "--data",
+        data.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM logs",
+    ]);
+    assert_eq!(default, "n\n0\n");
+    // A read-only token is refused by every client's first write.
+    for client in ["otlp", "es"] {
+        let out = Command::new(python())
+            .arg(repo_root().join("tests/python/shippers.py"))
+            .args([client, url.as_str(), "--token", reader.as_str()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{client} with a query token");
+    }
 }

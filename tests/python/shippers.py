@@ -1,11 +1,14 @@
 """Sends a fixed set of log records to weft through real shipper client
 libraries, and prints ONE line of JSON saying exactly what was sent.
 
-usage: shippers.py otlp URL [--gzip] [--json]
-       shippers.py loki URL
-       shippers.py es   URL [--gzip] [--no-handshake]
+usage: shippers.py otlp URL [--gzip] [--json] [--token T]
+       shippers.py loki URL [--token T]
+       shippers.py es   URL [--gzip] [--no-handshake] [--token T]
 
-URL is the daemon's base, e.g. http://127.0.0.1:4318 (no path).
+URL is the daemon's base, e.g. http://127.0.0.1:4318 (no path). --token
+sends a weft API token the way each client can: the OTLP exporter as an
+`Authorization: Bearer` header, loki-logger-handler as HTTP Basic auth (the
+token as password), elasticsearch-py as its `api_key`.
 
 - otlp: opentelemetry-sdk LoggerProvider + BatchLogRecordProcessor +
   OTLPLogExporter (HTTP/protobuf) to URL/v1/logs, records emitted through the
@@ -39,6 +42,10 @@ import warnings
 from importlib.metadata import version
 
 warnings.simplefilter("ignore", DeprecationWarning)
+
+
+# The API token from --token, or None.
+TOKEN = None
 
 
 def emit(obj, ok):
@@ -85,6 +92,7 @@ def run_otlp(url, use_gzip, use_json):
         endpoint=endpoint,
         compression=Compression.GZIP if use_gzip else Compression.NONE,
         timeout=10,
+        headers={"Authorization": f"Bearer {TOKEN}"} if TOKEN else None,
     )
     provider = LoggerProvider(resource=resource)
     # One batch: the timer never fires before force_flush.
@@ -182,12 +190,13 @@ def run_loki(url):
     json_labels = {"service_name": "billing", "env": "test"}
     plain_labels = {"service_name": "billing", "env": "test", "format": "text"}
     # timeout is the background flush period: long, so only our explicit flush sends.
+    auth = ("weft", TOKEN) if TOKEN else None
     h_json = LokiLoggerHandler(
-        url=endpoint, labels=json_labels, label_keys={"level"}, timeout=3600,
+        url=endpoint, labels=json_labels, label_keys={"level"}, timeout=3600, auth=auth,
         compressed=True, enable_structured_loki_metadata=True,
         loki_metadata={"host": "web-1"}, loki_metadata_keys=["trace_id"])
     h_plain = LokiLoggerHandler(
-        url=endpoint, labels=plain_labels, timeout=3600, compressed=False,
+        url=endpoint, labels=plain_labels, timeout=3600, compressed=False, auth=auth,
         message_in_json_format=False, default_formatter=PlainFormatter())
     recording(h_json, True)
     recording(h_plain, False)
@@ -247,7 +256,8 @@ def run_es(url, handshake, use_gzip):
     from elasticsearch import Elasticsearch, helpers
 
     major = elasticsearch.__versionstr__.split(".")[0]
-    es = Elasticsearch(url, request_timeout=10, max_retries=0, http_compress=use_gzip)
+    es = Elasticsearch(url, request_timeout=10, max_retries=0, http_compress=use_gzip,
+                       api_key=TOKEN)
     out = {
         "client": "es",
         "libraries": libs("elasticsearch", "elastic-transport"),
@@ -336,7 +346,11 @@ def main():
     p.add_argument("url")
     p.add_argument("--gzip", action="store_true")
     p.add_argument("--no-handshake", action="store_true")
+    for p in sub.choices.values():
+        p.add_argument("--token")
     a = ap.parse_args()
+    global TOKEN
+    TOKEN = a.token
     # Client libraries log their own failures through logging; keep them on stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     if a.cmd == "otlp":
