@@ -342,6 +342,11 @@ async fn every_lookup_and_refusal_is_in_the_tenants_audit_table() {
     assert_eq!(ok.status, StatusCode::OK);
     let bad = s.query(Some(q), json!({"sql": "SELEC 1"})).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let why = bad.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        why.contains("SELEC") && why.contains("Line: 1, Column: 1"),
+        "the position: {why}"
+    );
     let drop = s.query(Some(q), json!({"sql": "DROP TABLE logs"})).await;
     assert_eq!(drop.status, StatusCode::BAD_REQUEST);
     let t = s
