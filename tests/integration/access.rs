@@ -7,11 +7,23 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_tests::daemon::{Daemon, DaemonOptions, http};
+use weft_tests::daemon::{Daemon, DaemonOptions, Response, http};
 use weft_tests::{create_token, weft, weft_ok};
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
+}
+
+/// `GET path` with `token`.
+fn get(d: &Daemon, token: &str, path: &str) -> Response {
+    http(
+        d.addr(),
+        "GET",
+        path,
+        &[("authorization", &bearer(token))],
+        b"",
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 fn query(d: &Daemon, token: &str, sql: &str) -> (u16, Value) {
@@ -83,9 +95,7 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid tenant id"));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
 
-    let options = DaemonOptions::default()
-        .arg("--config")
-        .arg(config.to_str().unwrap());
+    let options = DaemonOptions::default().config(&config);
     let mut d = Daemon::start_with(&data, &options);
     assert!(
         d.stderr_text().contains("auth on: 6 token(s)"),
@@ -127,33 +137,12 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
         &lines("x", 1),
     );
     assert_eq!(w.status, 403);
-    let m = http(
-        d.addr(),
-        "GET",
-        "/metrics",
-        &[("authorization", &bearer(&acme_query))],
-        b"",
-    )
-    .unwrap();
+    let m = get(&d, &acme_query, "/metrics");
     assert_eq!(m.status, 403);
     // `/metrics` shows every tenant: a tenant's admin is not enough.
-    let m = http(
-        d.addr(),
-        "GET",
-        "/metrics",
-        &[("authorization", &bearer(&acme_admin))],
-        b"",
-    )
-    .unwrap();
+    let m = get(&d, &acme_admin, "/metrics");
     assert_eq!(m.status, 403);
-    let m = http(
-        d.addr(),
-        "GET",
-        "/metrics",
-        &[("authorization", &bearer(&operator))],
-        b"",
-    )
-    .unwrap();
+    let m = get(&d, &operator, "/metrics");
     assert_eq!(m.status, 200);
     assert!(
         m.text().contains("weft_ready{tenant=\"acme\"} 1"),
@@ -170,14 +159,7 @@ fn tokens_roles_and_tenants_on_the_real_daemon() {
         query(&d, &globex_query, count).1["rows"][0],
         json!([20, "globex-api"])
     );
-    let t = http(
-        d.addr(),
-        "GET",
-        "/v1/trace/req-3",
-        &[("authorization", &bearer(&globex_query))],
-        b"",
-    )
-    .unwrap();
+    let t = get(&d, &globex_query, "/v1/trace/req-3");
     assert_eq!(t.json()["line_count"], 1);
     assert_eq!(t.json()["lines"][0]["service"], "globex-api");
     let moved = d.post(

@@ -75,9 +75,7 @@ fn schemathesis_with_tokens_finds_no_server_errors() {
     let config = dir.path().join("weft.toml");
     let admin = create_token(&config, "admin", "fuzz");
     let ingest = create_token(&config, "ingest", "fuzz");
-    let options = DaemonOptions::default()
-        .arg("--config")
-        .arg(config.to_str().unwrap());
+    let options = DaemonOptions::default().config(&config);
     let d = Daemon::start_with(&dir.path().join("data"), &options);
     for t in [&admin, &ingest, &"weft_0badc0de_0badc0de".to_owned()] {
         schemathesis(&d, &[format!("Authorization: Bearer {t}")]);

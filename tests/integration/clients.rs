@@ -249,9 +249,7 @@ fn shipper_clients_send_tokens_and_land_in_their_tenant() {
     let ingest = create_token(&config, "ingest", "shippers");
     let reader = create_token(&config, "query", "shippers");
     let data = dir.path().join("data");
-    let options = DaemonOptions::default()
-        .arg("--config")
-        .arg(config.to_str().unwrap());
+    let options = DaemonOptions::default().config(&config);
     let d = Daemon::start_with(&data, &options);
     let url = format!("http://{}", d.addr());
     let mut sent = 0;

@@ -83,8 +83,7 @@ fn the_daemon_serves_https_with_auth_on_top() {
     let token = create_token(&config, "admin", "default");
 
     let options = DaemonOptions::default()
-        .arg("--config")
-        .arg(config.to_str().unwrap())
+        .config(&config)
         .arg("--tls-cert")
         .arg(cert.to_str().unwrap())
         .arg("--tls-key")

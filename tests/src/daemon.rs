@@ -174,6 +174,12 @@ impl DaemonOptions {
         self.args.push(arg.to_owned());
         self
     }
+
+    /// `--config FILE`.
+    pub fn config(self, file: &Path) -> Self {
+        self.arg("--config")
+            .arg(file.to_str().expect("utf-8 config path"))
+    }
 }
 
 /// A running `weft serve --data DIR --listen 127.0.0.1:0`.

@@ -143,35 +143,7 @@ fn level_rank(l: &Option<String>) -> Option<usize> {
 
 /// Builds the trace answer from the rows of one request.
 pub fn assemble(id: &str, batches: &[RecordBatch], elapsed_ms: f64) -> Trace {
-    let mut lines = Vec::new();
-    for b in batches {
-        let ts = b
-            .column_by_name(model::TIMESTAMP)
-            .and_then(|c| cast(c, &model::timestamp_type()).ok());
-        for r in 0..b.num_rows() {
-            let ts_ns = ts
-                .as_ref()
-                .map(|c| c.as_primitive::<TimestampNanosecondType>().value(r))
-                .unwrap_or(0);
-            let fields = rebuild(b, r)
-                .ok()
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or(Value::Null);
-            lines.push(TraceLine {
-                timestamp: rfc3339(ts_ns),
-                ts_ns,
-                offset_ms: 0.0,
-                service: text_col(b, model::SERVICE, r),
-                level: text_col(b, model::LEVEL, r),
-                message: text_col(b, model::MESSAGE, r),
-                span_id: text_col(b, model::SPAN_ID, r),
-                host: text_col(b, model::HOST, r),
-                fields,
-            });
-        }
-    }
-    // Time order; ties by service then message so the answer is stable.
-    lines.sort_by(|a, b| (a.ts_ns, &a.service, &a.message).cmp(&(b.ts_ns, &b.service, &b.message)));
+    let mut lines = read_lines(batches);
     let first = lines.first().map(|l| l.ts_ns);
     let last = lines.last().map(|l| l.ts_ns);
     if let Some(f) = first {
@@ -252,9 +224,38 @@ pub fn assemble(id: &str, batches: &[RecordBatch], elapsed_ms: f64) -> Trace {
     }
 }
 
-/// The request's lines from `batches`, as [`assemble`] reads them.
+/// The lines in `batches`, in time order (ties by service, then message,
+/// so the answer is stable); `offset_ms` is left at 0.
 fn read_lines(batches: &[RecordBatch]) -> Vec<TraceLine> {
-    assemble("", batches, 0.0).lines
+    let mut lines = Vec::new();
+    for b in batches {
+        let ts = b
+            .column_by_name(model::TIMESTAMP)
+            .and_then(|c| cast(c, &model::timestamp_type()).ok());
+        for r in 0..b.num_rows() {
+            let ts_ns = ts
+                .as_ref()
+                .map(|c| c.as_primitive::<TimestampNanosecondType>().value(r))
+                .unwrap_or(0);
+            let fields = rebuild(b, r)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            lines.push(TraceLine {
+                timestamp: rfc3339(ts_ns),
+                ts_ns,
+                offset_ms: 0.0,
+                service: text_col(b, model::SERVICE, r),
+                level: text_col(b, model::LEVEL, r),
+                message: text_col(b, model::MESSAGE, r),
+                span_id: text_col(b, model::SPAN_ID, r),
+                host: text_col(b, model::HOST, r),
+                fields,
+            });
+        }
+    }
+    lines.sort_by(|a, b| (a.ts_ns, &a.service, &a.message).cmp(&(b.ts_ns, &b.service, &b.message)));
+    lines
 }
 
 fn parent_of(l: &TraceLine) -> Option<String> {

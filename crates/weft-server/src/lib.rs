@@ -212,7 +212,8 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let endpoint = format!("{} {}", req.method(), req.uri().path());
+    // Only refusals name the endpoint: no string per accepted request.
+    let endpoint = |req: &Request| format!("{} {}", req.method(), req.uri().path());
     let caller = if state.auth.enabled() {
         let given = req
             .headers()
@@ -222,7 +223,7 @@ async fn authorize(
             Ok(c) => c,
             Err(why) => {
                 state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(endpoint, reason = %why, "refused: no good token");
+                tracing::info!(endpoint = endpoint(&req), reason = %why, "refused: no good token");
                 return auth_error(StatusCode::UNAUTHORIZED, why.to_string());
             }
         }
@@ -248,12 +249,14 @@ async fn authorize(
     } else if !need.allows(&caller) {
         Some(if need == Need::Operator && caller.role == Role::Admin {
             format!(
-                "{endpoint} shows every tenant: it needs an admin token of tenant {DEFAULT_TENANT:?}"
+                "{} shows every tenant: it needs an admin token of tenant {DEFAULT_TENANT:?}",
+                endpoint(&req)
             )
         } else {
             format!(
-                "a token with role {} cannot use {endpoint}",
-                caller.role.as_str()
+                "a token with role {} cannot use {}",
+                caller.role.as_str(),
+                endpoint(&req)
             )
         })
     } else {
@@ -265,7 +268,7 @@ async fn authorize(
             let entry = Entry {
                 token_id: caller.token_id.clone(),
                 tenant: Some(caller.tenant.clone()),
-                endpoint,
+                endpoint: endpoint(&req),
                 statement: req.uri().query().map(str::to_owned),
                 params: None,
             };

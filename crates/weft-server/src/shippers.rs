@@ -58,6 +58,22 @@ fn unsupported_type(
     )
 }
 
+/// The format the request's `Content-Type` names, of a protocol's
+/// `[protobuf, json]` pair, or the 415 listing `supported`.
+fn pick_format(
+    state: &AppState,
+    headers: &HeaderMap,
+    source: &'static str,
+    [protobuf, json]: [Format; 2],
+    supported: &str,
+) -> Result<Format, Box<Response>> {
+    match media_type(headers).as_deref() {
+        Some("application/x-protobuf") => Ok(protobuf),
+        Some("application/json") => Ok(json),
+        other => Err(Box::new(unsupported_type(state, source, other, supported))),
+    }
+}
+
 /// Stores a shipper's body with the defaults its headers set.
 async fn store(
     state: &Arc<AppState>,
@@ -258,19 +274,17 @@ pub(crate) async fn loki_push(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let media = media_type(&headers);
-    let (format, snappy) = match media.as_deref() {
-        Some("application/x-protobuf") => (Format::LokiProtobuf, true),
-        Some("application/json") => (Format::LokiJson, false),
-        other => {
-            return unsupported_type(
-                &state,
-                "loki",
-                other,
-                "application/x-protobuf (snappy) or application/json",
-            );
-        }
+    let format = match pick_format(
+        &state,
+        &headers,
+        "loki",
+        [Format::LokiProtobuf, Format::LokiJson],
+        "application/x-protobuf (snappy) or application/json",
+    ) {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
+    let snappy = format == Format::LokiProtobuf;
     let outcome = match store(&state, &tenant, &headers, body, format, snappy).await {
         Ok(o) => o,
         Err(refused) => return refused,
@@ -313,19 +327,17 @@ pub(crate) async fn otlp_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let media = media_type(&headers);
-    let (format, protobuf) = match media.as_deref() {
-        Some("application/x-protobuf") => (Format::OtlpProtobuf, true),
-        Some("application/json") => (Format::OtlpJson, false),
-        other => {
-            return unsupported_type(
-                &state,
-                "otlp",
-                other,
-                "application/x-protobuf or application/json",
-            );
-        }
+    let format = match pick_format(
+        &state,
+        &headers,
+        "otlp",
+        [Format::OtlpProtobuf, Format::OtlpJson],
+        "application/x-protobuf or application/json",
+    ) {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
+    let protobuf = format == Format::OtlpProtobuf;
     let outcome = match store(&state, &tenant, &headers, body, format, false).await {
         Ok(o) => o,
         Err(refused) => return refused,
