@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod format;
+pub mod lookup;
 pub mod saved;
 pub mod table;
 pub mod trace;
@@ -269,6 +270,8 @@ pub struct Engine {
     data: Arc<DataDir>,
     options: QueryOptions,
     ids: Arc<IdIndexCache>,
+    /// Footers and page indexes for the trace lookup's own reader.
+    footers: Arc<lookup::FooterCache>,
     audit: Arc<AuditLog>,
     /// Parquet footers and page indexes, shared by every query's runtime.
     metadata: Arc<FileMetadataCache>,
@@ -309,10 +312,12 @@ impl Engine {
             .expect("a cache manager without caches to check cannot fail")
             .get_file_metadata_cache();
         let audit = Arc::new(AuditLog::new(data.root().join("audit")));
+        let footers = Arc::new(lookup::FooterCache::new(options.metadata_cache_bytes));
         Self {
             data,
             options,
             ids: Arc::default(),
+            footers,
             audit,
             metadata,
         }

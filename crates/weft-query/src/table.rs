@@ -51,7 +51,7 @@ pub struct IdIndexCache {
 }
 
 impl IdIndexCache {
-    fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdIndex>> {
+    pub(crate) fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdIndex>> {
         let rel = seg.id_index.as_ref()?;
         let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sets.get(&seg.id) {
@@ -163,7 +163,7 @@ struct Candidate<'a> {
 /// The selection of `runs` in a file of `total` rows; `None` (read the
 /// whole file) when a run lies past its end, which only a damaged index
 /// could say.
-fn selection(mut runs: Vec<Run>, total: u64) -> Option<RowSelection> {
+pub(crate) fn selection(mut runs: Vec<Run>, total: u64) -> Option<RowSelection> {
     runs.sort_unstable();
     let mut selectors = Vec::with_capacity(runs.len() * 2 + 1);
     let mut at = 0usize;

@@ -1,13 +1,15 @@
 //! Trace reconstruction: one request across every service, by correlation id,
 //! with no time range.
 //!
-//! The lookup is a plain `correlation_id = $id` query: the segments table
-//! prunes by the id index, Parquet by bloom filter and page index. The
-//! answer adds what an investigator asks next: per-service summary, the span
+//! The rows come from the lookup reader ([`crate::lookup`]) when the id
+//! indexes name them, else from a plain `correlation_id = $id` query (the
+//! segments table prunes by the id index, Parquet by bloom filter and page
+//! index). The answer adds what an investigator asks next: per-service summary, the span
 //! tree (where span and parent ids allow), total duration and the largest
 //! gaps between consecutive lines.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -18,6 +20,7 @@ use serde_json::Value;
 use weft_ingest::model::{self, LEVELS};
 use weft_ingest::rebuild::rebuild;
 
+use crate::lookup::Lookup;
 use crate::{Engine, Result};
 
 /// One line of the request.
@@ -391,6 +394,42 @@ impl Engine {
         }
         // The lookup and its context lookups share one timeout.
         let deadline = tokio::time::Instant::now() + self.options().timeout();
+        let started = std::time::Instant::now();
+        let (batches, bytes_scanned) = self.request_rows(id, deadline).await?;
+        let mut t = assemble(id, &batches, 0.0);
+        t.bytes_scanned = bytes_scanned;
+        if context > 0 {
+            let c = self.context_lines(id, &t, context, deadline).await?;
+            t.bytes_scanned += c.1;
+            t.context = Some(c.0);
+        }
+        t.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(t)
+    }
+
+    /// The rows with correlation id `id` and the bytes read for them: by
+    /// the lookup reader when the id indexes name the rows, else by SQL.
+    async fn request_rows(
+        &self,
+        id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Vec<RecordBatch>, u64)> {
+        self.data.reload()?;
+        let snapshot = self.data.snapshot();
+        if let Some(lookup) = Lookup::plan(self.root(), &snapshot, &self.ids, id)? {
+            drop(snapshot);
+            let footers = Arc::clone(&self.footers);
+            let options = self.options().clone();
+            let until = deadline.into_std();
+            let read = tokio::task::spawn_blocking(move || {
+                lookup.read(&footers, until, options.timeout(), options.memory_limit)
+            });
+            let found = match tokio::time::timeout_at(deadline, read).await {
+                Ok(joined) => joined.map_err(|e| crate::Error::Internal(e.to_string()))??,
+                Err(_) => return Err(crate::Error::Timeout(self.options().timeout())),
+            };
+            return Ok((found.batches, found.bytes_scanned));
+        }
         let params = HashMap::from([("id".to_owned(), ScalarValue::Utf8(Some(id.to_owned())))]);
         let out = self
             .stream_until(
@@ -402,15 +441,7 @@ impl Engine {
             .await?
             .collect()
             .await?;
-        let mut t = assemble(id, &out.batches, 0.0);
-        t.bytes_scanned = out.bytes_scanned;
-        if context > 0 {
-            let c = self.context_lines(id, &t, context, deadline).await?;
-            t.bytes_scanned += c.1;
-            t.context = Some(c.0);
-        }
-        t.elapsed_ms = out.elapsed.as_secs_f64() * 1000.0;
-        Ok(t)
+        Ok((out.batches, out.bytes_scanned))
     }
 
     async fn context_lines(

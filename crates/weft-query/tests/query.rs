@@ -589,3 +589,121 @@ async fn id_lookups_read_only_the_indexed_rows() {
         assert!(p.contains("pushdown_rows_pruned=0"), "{p}");
     }
 }
+
+/// The normalized batch of `lines` (not stored anywhere).
+fn batch_of(lines: &[String]) -> arrow::array::RecordBatch {
+    let mut b = BatchBuilder::new(
+        Arc::new(NormalizerConfig::default()),
+        Arc::new(FieldRegistry::new(1000)),
+    );
+    b.set_observed_at(1_700_000_000_000_000_000);
+    let src: Arc<str> = Arc::from("test");
+    for (i, l) in lines.iter().enumerate() {
+        b.push_line(&src, i as u64 + 1, l.as_bytes());
+    }
+    b.finish().0.unwrap()
+}
+
+/// A trace is read by the lookup reader (id index, only the columns with
+/// values) yet answers exactly what `SELECT * … WHERE correlation_id = $id`
+/// gives, write buffer included, and reads fewer bytes doing it.
+#[tokio::test]
+async fn trace_lookups_agree_with_sql_and_read_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SegmentOptions {
+        page_rows: 64,
+        row_group_rows: 1000,
+        ..SegmentOptions::default()
+    };
+    let data = Arc::new(DataDir::open_writer(dir.path(), opts).unwrap());
+    // Each service has fields of its own, so most columns are null under
+    // any one service's rows.
+    let mut lines = Vec::new();
+    for i in 0..3000u32 {
+        let service = ["api", "db", "web"][(i % 3) as usize];
+        let id = (i % 5 != 0).then(|| format!("req-{}", i % 200));
+        let own: String = (0..6)
+            .map(|f| format!(r#","{service}_f{f}":"{service} value {i} {f}""#))
+            .collect();
+        lines.push(line(10, i % 60, service, "info", id.as_deref(), &own));
+    }
+    append(&data, &lines);
+    // Unflushed: a line of req-7 with a field no segment has, and one of
+    // another request.
+    let buffered = batch_of(&[
+        line(11, 0, "api", "warn", Some("req-7"), r#","late":1"#),
+        line(11, 1, "api", "warn", Some("req-8"), ""),
+    ]);
+    data.buffer_push(weft_storage::buffer::Buffered::new(
+        1,
+        Some(buffered),
+        None,
+        1,
+    ));
+    let e = Engine::over(Arc::clone(&data), QueryOptions::default());
+    for id in ["req-7", "req-150", "missing"] {
+        let t = e.trace(id).await.unwrap();
+        let params = HashMap::from([("id".to_owned(), ScalarValue::from(id))]);
+        let sql = e
+            .sql("SELECT * FROM logs WHERE correlation_id = $id", params)
+            .await
+            .unwrap();
+        let want = weft_query::trace::assemble(id, &sql.batches, 0.0);
+        assert_eq!(
+            serde_json::to_value(&t.lines).unwrap(),
+            serde_json::to_value(&want.lines).unwrap(),
+            "{id}"
+        );
+        let expected = lines
+            .iter()
+            .filter(|l| l.contains(&format!("\"{id}\"")))
+            .count()
+            + usize::from(id == "req-7");
+        assert_eq!(t.line_count, expected, "{id}");
+        if expected > 0 {
+            assert!(
+                t.bytes_scanned > 0 && t.bytes_scanned < sql.bytes_scanned,
+                "{id}: lookup read {} bytes, SQL {}",
+                t.bytes_scanned,
+                sql.bytes_scanned
+            );
+        }
+    }
+    let t = e.trace("req-7").await.unwrap();
+    assert_eq!(t.lines.last().unwrap().fields["late"], 1, "{:?}", t.lines);
+}
+
+/// Without an id index naming rows (here: deleted), a trace is answered by
+/// SQL over the segments, with the same lines.
+#[tokio::test]
+async fn trace_without_id_indexes_falls_back_to_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let indexed = engine(dir.path()).trace("req-c").await.unwrap();
+    let mut removed = 0;
+    let mut stack = vec![dir.path().join("segments")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x != "parquet") {
+                std::fs::remove_file(&p).unwrap();
+                removed += 1;
+            }
+        }
+    }
+    assert_eq!(removed, 3, "one id index per segment");
+    let e = engine(dir.path());
+    let t = e.trace("req-c").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&t.lines).unwrap(),
+        serde_json::to_value(&indexed.lines).unwrap()
+    );
+    let params = HashMap::from([("id".to_owned(), ScalarValue::from("req-c"))]);
+    let sql = e
+        .sql("SELECT * FROM logs WHERE correlation_id = $id", params)
+        .await
+        .unwrap();
+    assert_eq!(t.bytes_scanned, sql.bytes_scanned, "read by the SQL path");
+}
