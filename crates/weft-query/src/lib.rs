@@ -13,6 +13,7 @@
 //! registered. Each query runs under a memory pool limit and a timeout.
 
 pub mod audit;
+pub mod dictcount;
 pub mod format;
 pub mod lookup;
 pub mod saved;
@@ -33,6 +34,7 @@ use datafusion::execution::cache::cache_manager::{
 };
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -374,7 +376,13 @@ impl Engine {
             ))
             .build_arc()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(dictcount::DictCountRule))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         for table in [Table::Logs, Table::Rejects] {
             let provider =
                 SegmentsTable::new(self.data.root(), &snapshot, table, Arc::clone(&self.ids))
