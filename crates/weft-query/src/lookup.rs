@@ -20,9 +20,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, Scalar, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchReader, Scalar, StringArray};
 use arrow::compute::kernels::cmp::eq;
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
@@ -178,17 +178,9 @@ impl Lookup {
             }
             let path = self.root.join(&segment.path);
             let meta = footers.get(&path, segment.id)?;
-            let (mask, bytes) = columns_with_values(meta.metadata(), rows);
+            let (leaves, bytes) = columns_with_values(meta.metadata(), rows);
             found.bytes_scanned += bytes;
-            let file = File::open(&path).map_err(|e| read_error(&path, e))?;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
-                .with_projection(mask)
-                .with_row_selection(rows.clone())
-                .build()
-                .map_err(|e| read_error(&path, e))?;
-            for batch in reader {
-                keep(&mut found, batch.map_err(|e| read_error(&path, e))?)?;
-            }
+            keep(&mut found, read_rows(&path, &meta, &leaves, rows)?)?;
         }
         for batch in &self.buffered {
             keep(&mut found, batch.clone())?;
@@ -214,14 +206,69 @@ impl Lookup {
     }
 }
 
-/// The columns of a file that hold a value in the rows of `rows`, and the
-/// bytes of their pages under those rows. A column is left out only when
+/// Columns read on each core at least, before a segment's read is split.
+const SPLIT_MIN_COLUMNS: usize = 8;
+
+/// The `rows` of the file at `path`, columns `leaves` only, as one batch.
+/// With enough columns, the two halves of the columns are read and
+/// decompressed on two threads and joined side by side.
+fn read_rows(
+    path: &Path,
+    meta: &ArrowReaderMetadata,
+    leaves: &[usize],
+    rows: &RowSelection,
+) -> Result<RecordBatch> {
+    let read = |leaves: &[usize]| -> Result<RecordBatch> {
+        let file = File::open(path).map_err(|e| read_error(path, e))?;
+        let schema = meta.metadata().file_metadata().schema_descr();
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+            .with_projection(ProjectionMask::leaves(schema, leaves.iter().copied()))
+            .with_row_selection(rows.clone())
+            .build()
+            .map_err(|e| read_error(path, e))?;
+        let out_schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| read_error(path, e))?;
+        concat_batches(&out_schema, &batches).map_err(|e| read_error(path, e))
+    };
+    if leaves.len() < 2 * SPLIT_MIN_COLUMNS {
+        return read(leaves);
+    }
+    let (a, b) = leaves.split_at(leaves.len() / 2);
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| read(b));
+        (read(a), b.join())
+    });
+    let (a, b) = (
+        a?,
+        b.map_err(|_| Error::Internal("a segment reader panicked".into()))??,
+    );
+    if a.num_rows() != b.num_rows() {
+        return Err(read_error(
+            path,
+            format!(
+                "column halves disagree: {} and {} rows",
+                a.num_rows(),
+                b.num_rows()
+            ),
+        ));
+    }
+    let (mut fields, mut columns) = (a.schema().fields().to_vec(), a.columns().to_vec());
+    fields.extend(b.schema().fields().iter().cloned());
+    columns.extend(b.columns().iter().cloned());
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+        .map_err(|e| read_error(path, e))
+}
+
+/// The columns (leaf indexes) of a file that hold a value in the rows of
+/// `rows`, and the bytes of their pages under those rows. A column is left out only when
 /// the page index says every page under the selected rows is all nulls;
 /// without a page index every column is read.
-fn columns_with_values(meta: &ParquetMetaData, rows: &RowSelection) -> (ProjectionMask, u64) {
+fn columns_with_values(meta: &ParquetMetaData, rows: &RowSelection) -> (Vec<usize>, u64) {
     let schema = meta.file_metadata().schema_descr();
     let (Some(columns), Some(offsets)) = (meta.column_index(), meta.offset_index()) else {
-        return (ProjectionMask::all(), 0);
+        return ((0..schema.num_columns()).collect(), 0);
     };
     // Selected row ranges, in file row numbers.
     let mut ranges = Vec::new();
@@ -283,6 +330,7 @@ fn columns_with_values(meta: &ParquetMetaData, rows: &RowSelection) -> (Projecti
         .iter()
         .enumerate()
         .filter(|(_, w)| **w)
-        .map(|(c, _)| c);
-    (ProjectionMask::leaves(schema, leaves), bytes)
+        .map(|(c, _)| c)
+        .collect();
+    (leaves, bytes)
 }
