@@ -3,7 +3,10 @@
 //! Sits above `weft-storage` (the manifest and the files) and below the HTTP
 //! server and the CLI, which both go through [`Engine`]. Tables: `logs` and
 //! `rejects` ([`table::SegmentsTable`]). On top: trace reconstruction
-//! ([`trace`]), saved queries ([`saved`]) and result formats ([`format`](mod@format)).
+//! ([`trace`], whose rows come from the id-index reader in [`lookup`]),
+//! saved queries ([`saved`]) and result formats ([`format`](mod@format)).
+//! One physical rewrite of our own: `count(*)` grouped by dictionary
+//! columns is counted by dictionary keys ([`dictcount`]).
 //!
 //! Every query and trace lookup can be recorded in the data directory's
 //! audit trail ([`audit`]); the server and the CLI always do.
