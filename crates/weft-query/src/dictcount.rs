@@ -12,7 +12,7 @@
 //! aggregate above it is unchanged.
 //!
 //! The rule applies only where the answer cannot differ: a partial,
-//! unfiltered, unlimited aggregate whose groups are 1 to 4 plain columns of
+//! unordered, unfiltered, unlimited aggregate whose groups are 1 to 4 plain columns of
 //! `Dictionary(Int32, Utf8)` and whose aggregates are all `count` of a
 //! non-null literal (`count(*)`).
 
@@ -37,8 +37,8 @@ use datafusion::physical_plan::expressions::{Column, Literal};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
-    PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, InputOrderMode,
+    Partitioning, PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
 
@@ -99,7 +99,11 @@ pub struct DictCountExec {
 impl DictCountExec {
     /// The counter that computes what `agg` does, if it qualifies.
     fn replacing(agg: &AggregateExec) -> Option<Self> {
+        // A partial aggregate over sorted input may have let a sort above
+        // it go; the counter emits groups in no order, so it takes only
+        // unordered ones.
         if *agg.mode() != AggregateMode::Partial
+            || *agg.input_order_mode() != InputOrderMode::Linear
             || agg.limit_options().is_some()
             || agg.filter_expr().iter().any(Option::is_some)
         {

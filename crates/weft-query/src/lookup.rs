@@ -300,6 +300,11 @@ fn columns_with_values(meta: &ParquetMetaData, rows: &RowSelection) -> (Vec<usiz
                     continue;
                 };
                 let pages = offset.page_locations();
+                if pages.is_empty() {
+                    // No page locations: nothing to judge by, so read it.
+                    *want = true;
+                    continue;
+                }
                 for (p, page) in pages.iter().enumerate() {
                     let first = page.first_row_index as usize;
                     let end = pages

@@ -767,4 +767,26 @@ async fn counts_by_dictionary_columns_agree_with_the_generic_aggregate() {
     // A count of a column skips its nulls: not the counter's to answer.
     let q = "SELECT level, count(service) AS n FROM logs GROUP BY level ORDER BY level";
     assert!(!plan(&e, q).await.contains("DictCountExec"));
+    // One partition over sorted input: the answer stays in order. (The
+    // rule refuses aggregates over ordered input; this plan does not reach
+    // that case on its own, so it checks the shape, not the guard.)
+    let one = Engine::over(
+        Arc::clone(&data),
+        QueryOptions {
+            target_partitions: 1,
+            ..QueryOptions::default()
+        },
+    );
+    let sorted = |agg: &str| {
+        format!(
+            "SELECT service, {agg} AS n FROM (SELECT service FROM logs ORDER BY service) t \
+             GROUP BY service ORDER BY service"
+        )
+    };
+    let (got, want) = (
+        rows(&one, &sorted("count(*)")).await,
+        rows(&one, &sorted("sum(1)")).await,
+    );
+    assert_eq!(got, want);
+    assert!(got.lines().count() > 100, "{got}");
 }
