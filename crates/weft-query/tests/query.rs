@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 use weft_ingest::{BatchBuilder, FieldRegistry, NormalizerConfig};
 use weft_query::{Engine, Error, QueryOptions, ScalarValue, format, saved};
 use weft_storage::{DataDir, SegmentOptions, Table};
 
-/// Imports `lines` as one batch (one segment per hour they span).
-fn append(data: &DataDir, lines: &[String]) {
+/// The normalized `logs` and `rejects` batches of `lines`.
+fn normalize(lines: &[String]) -> (Option<RecordBatch>, Option<RecordBatch>) {
     let mut b = BatchBuilder::new(
         Arc::new(NormalizerConfig::default()),
         Arc::new(FieldRegistry::new(1000)),
@@ -22,7 +23,12 @@ fn append(data: &DataDir, lines: &[String]) {
     for (i, l) in lines.iter().enumerate() {
         b.push_line(&src, i as u64 + 1, l.as_bytes());
     }
-    let (logs, rejects) = b.finish();
+    b.finish()
+}
+
+/// Imports `lines` as one batch (one segment per hour they span).
+fn append(data: &DataDir, lines: &[String]) {
+    let (logs, rejects) = normalize(lines);
     if let Some(l) = logs {
         data.append(Table::Logs, &l, 0).unwrap();
     }
@@ -590,18 +596,9 @@ async fn id_lookups_read_only_the_indexed_rows() {
     }
 }
 
-/// The normalized batch of `lines` (not stored anywhere).
-fn batch_of(lines: &[String]) -> arrow::array::RecordBatch {
-    let mut b = BatchBuilder::new(
-        Arc::new(NormalizerConfig::default()),
-        Arc::new(FieldRegistry::new(1000)),
-    );
-    b.set_observed_at(1_700_000_000_000_000_000);
-    let src: Arc<str> = Arc::from("test");
-    for (i, l) in lines.iter().enumerate() {
-        b.push_line(&src, i as u64 + 1, l.as_bytes());
-    }
-    b.finish().0.unwrap()
+/// The normalized `logs` batch of `lines` (not stored anywhere).
+fn batch_of(lines: &[String]) -> RecordBatch {
+    normalize(lines).0.unwrap()
 }
 
 /// A trace is read by the lookup reader (id index, only the columns with
