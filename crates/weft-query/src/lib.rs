@@ -167,6 +167,17 @@ impl QueryOptions {
     }
 }
 
+/// What the engine's metadata cache holds (see [`Engine::cached_footers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedFooters {
+    /// Files whose footer is cached.
+    pub files: usize,
+    /// Of those, the files cached with their page index.
+    pub with_page_index: usize,
+    /// The cache's own estimate of what the entries take in memory.
+    pub bytes: usize,
+}
+
 /// A finished query.
 #[derive(Debug, Clone)]
 pub struct QueryOutput {
@@ -325,6 +336,21 @@ impl Engine {
             footers,
             audit,
             metadata,
+        }
+    }
+
+    /// The Parquet footers (and page indexes) queries have cached so far.
+    pub fn cached_footers(&self) -> CachedFooters {
+        let entries = self.metadata.list_entries();
+        CachedFooters {
+            files: entries.len(),
+            with_page_index: entries
+                .values()
+                .filter(|e| {
+                    e.value.file_metadata.extra_info().get("page_index") == Some(&"true".to_owned())
+                })
+                .count(),
+            bytes: entries.values().map(|e| e.size_bytes).sum(),
         }
     }
 

@@ -28,17 +28,22 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetRowSelection,
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory, ParquetRowSelection,
 };
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use datafusion::parquet::arrow::async_reader::AsyncFileReader;
+use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::union::UnionExec;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use weft_ingest::model;
 use weft_storage::idindex::{IdIndex, Run};
 use weft_storage::{SegmentMeta, Snapshot, Table, buffer};
@@ -261,8 +266,8 @@ impl SegmentsTable {
         let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
         let metadata = runtime.cache_manager.get_file_metadata_cache();
         let source = ParquetSource::new(Arc::clone(&self.schema))
-            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-                store, metadata,
+            .with_parquet_file_reader_factory(Arc::new(PageIndexReaders(
+                CachedParquetFileReaderFactory::new(store, metadata),
             )))
             .with_table_parquet_options(state.table_options().parquet.clone())
             .with_pushdown_filters(true)
@@ -298,6 +303,65 @@ impl SegmentsTable {
                 .with_limit(limit)
                 .build();
         Ok(Some(DataSourceExec::from_data_source(config)))
+    }
+}
+
+/// DataFusion's cached Parquet readers, asked for footers *with* page index.
+///
+/// DataFusion's Parquet opener asks its reader for the footer alone and
+/// loads the page index itself when a predicate needs it, outside the
+/// metadata cache. Without this, a cached footer never gains its page
+/// index and every filtered query decodes every file's page index again
+/// (for `count(*) WHERE level = 'error'` over 30 M rows, about a third of
+/// the query). Asking for it here puts footer and page index in the cache
+/// together, once per segment.
+#[derive(Debug)]
+struct PageIndexReaders(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for PageIndexReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let inner = self
+            .0
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(WithPageIndex(inner)))
+    }
+}
+
+struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for WithPageIndex {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<bytes::Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, datafusion::parquet::errors::Result<Vec<bytes::Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, datafusion::parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let options = options
+                .cloned()
+                .unwrap_or_default()
+                .with_page_index_policy(PageIndexPolicy::Optional);
+            self.0.get_metadata(Some(&options)).await
+        }
+        .boxed()
     }
 }
 

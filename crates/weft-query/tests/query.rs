@@ -421,6 +421,26 @@ async fn bytes_scanned_come_from_the_parquet_scans() {
     assert!(s.bytes_scanned() > 0);
 }
 
+#[tokio::test]
+async fn page_indexes_are_cached_with_their_footers() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(dir.path());
+    let e = engine(dir.path());
+    assert_eq!(e.cached_footers().files, 0);
+    let sql = "SELECT count(*) AS n FROM logs WHERE level = 'error'";
+    let first = e.sql(sql, HashMap::new()).await.unwrap();
+    let cached = e.cached_footers();
+    // Three appends, three `logs` segments: all opened for the filter, and
+    // each kept with the page index the filter prunes by, so no query after
+    // this one decodes it again.
+    assert_eq!(cached.files, 3, "{cached:?}");
+    assert_eq!(cached.with_page_index, cached.files, "{cached:?}");
+    assert!(cached.bytes > 0);
+    let again = e.sql(sql, HashMap::new()).await.unwrap();
+    assert_eq!(e.cached_footers(), cached);
+    assert_eq!(again.bytes_scanned, first.bytes_scanned);
+}
+
 fn walk_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
