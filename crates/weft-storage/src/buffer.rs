@@ -7,13 +7,14 @@
 //! [`DataDir::flush`](crate::DataDir::flush)), so a query's
 //! [`Snapshot`] sees every row exactly once. Batches keep
 //! the schema the normalizer gave them; [`conform`] brings them to a table
-//! schema when they are read or flushed.
+//! schema when they are read, and a flush gathers their rows under their
+//! [`merged_schema`] (see [`Rows`](crate::segment::Rows)).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::{cast, concat_batches};
+use arrow::compute::cast;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use crate::manifest::{ColumnType, Manifest, Table};
@@ -143,8 +144,9 @@ pub fn core_fields(table: Table) -> Vec<Field> {
     }
 }
 
-/// One batch of `table` out of many with differing schemas.
-pub fn concat_conformed(table: Table, batches: &[&RecordBatch]) -> Result<Option<RecordBatch>> {
+/// The schema `batches` of `table` share once merged: every column any of
+/// them has, widened where they disagree. `None` for no batches.
+pub fn merged_schema(table: Table, batches: &[&RecordBatch]) -> Result<Option<SchemaRef>> {
     if batches.is_empty() {
         return Ok(None);
     }
@@ -152,26 +154,21 @@ pub fn concat_conformed(table: Table, batches: &[&RecordBatch]) -> Result<Option
     for b in batches {
         merge_columns(&mut columns, &Manifest::columns_of(b.schema_ref())?);
     }
-    let schema = schema_of(&columns, &core_fields(table));
-    let conformed = batches
-        .iter()
-        .map(|b| conform(b, &schema))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Some(concat_batches(&schema, &conformed)?))
+    Ok(Some(schema_of(&columns, &core_fields(table))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Float64Type};
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::DataType;
 
     fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
         RecordBatch::try_from_iter(cols).unwrap()
     }
 
     #[test]
-    fn concat_widens_and_fills_missing_columns_with_null() {
+    fn merged_schema_widens_and_keeps_every_column() {
         let a = batch(vec![
             ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
             ("s", Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef),
@@ -180,14 +177,12 @@ mod tests {
             "n",
             Arc::new(Float64Array::from(vec![2.5])) as ArrayRef,
         )]);
-        let out = concat_conformed(Table::Logs, &[&a, &b]).unwrap().unwrap();
-        assert_eq!(out.num_rows(), 3);
-        assert_eq!(out.schema().field(0).data_type(), &DataType::Float64);
-        let n = out.column(0).as_primitive::<Float64Type>();
-        assert_eq!(n.values().to_vec(), vec![1.0, 2.0, 2.5]);
-        let s = out.column(1).as_string::<i32>();
-        assert_eq!(s.value(1), "y");
-        assert!(s.is_null(2));
+        let schema = merged_schema(Table::Logs, &[&a, &b]).unwrap().unwrap();
+        assert_eq!(schema.field(0).name(), "n");
+        assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+        assert_eq!(schema.field(1).name(), "s");
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+        assert!(merged_schema(Table::Logs, &[]).unwrap().is_none());
     }
 
     #[test]

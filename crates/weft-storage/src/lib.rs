@@ -57,6 +57,8 @@ pub enum Error {
     NotFound(PathBuf),
     #[error("column {0} is missing from the batch")]
     MissingColumn(String),
+    #[error("more than 4,294,967,295 rows or batches in one write")]
+    TooManyRows,
     #[error("column {column} has type {data_type}, which segments cannot hold")]
     UnsupportedType { column: String, data_type: String },
     #[error(transparent)]
@@ -310,7 +312,7 @@ impl DataDir {
         batch: &RecordBatch,
         input_bytes: u64,
     ) -> Result<Vec<SegmentMeta>> {
-        let metas = self.write_segments(table, batch, input_bytes)?;
+        let metas = self.write_segments(table, &[batch], input_bytes)?;
         if !metas.is_empty() {
             self.publish(&metas, None)?;
         }
@@ -333,11 +335,9 @@ impl DataDir {
         let mut rows = 0;
         for table in [Table::Logs, Table::Rejects] {
             let batches: Vec<&RecordBatch> = taken.iter().filter_map(|b| b.batch(table)).collect();
-            if let Some(batch) = buffer::concat_conformed(table, &batches)? {
-                rows += batch.num_rows() as u64;
-                let input = if table == Table::Logs { input_bytes } else { 0 };
-                metas.extend(self.write_segments(table, &batch, input)?);
-            }
+            rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            let input = if table == Table::Logs { input_bytes } else { 0 };
+            metas.extend(self.write_segments(table, &batches, input)?);
         }
         self.publish(&metas, Some(checkpoint))?;
         Ok(Some(FlushReport {
@@ -366,28 +366,32 @@ impl DataDir {
         Ok(())
     }
 
-    /// Writes the segment files of a batch (one per hour it spans), durable
-    /// but not yet published.
+    /// Writes the segment files of the rows of `batches` (one per hour they
+    /// span), durable but not yet published.
     fn write_segments(
         &self,
         table: Table,
-        batch: &RecordBatch,
+        batches: &[&RecordBatch],
         input_bytes: u64,
     ) -> Result<Vec<SegmentMeta>> {
-        if batch.num_rows() == 0 {
+        let Some(schema) = buffer::merged_schema(table, batches)? else {
+            return Ok(Vec::new());
+        };
+        let all = segment::Rows::new(schema, batches)?;
+        let total_rows = all.num_rows() as u64;
+        if total_rows == 0 {
             return Ok(Vec::new());
         }
         let time_col = match table {
             Table::Logs => model::TIMESTAMP,
             Table::Rejects => model::OBSERVED_AT,
         };
-        let parts = segment::split_by_hour(batch, time_col)?;
-        let total_rows = batch.num_rows() as u64;
-        let mut metas = Vec::with_capacity(parts.len());
-        for (hour_start, part) in parts {
-            let part = match table {
-                Table::Logs => segment::sort_logs(&part)?,
-                Table::Rejects => part,
+        let columns = Manifest::columns_of(all.schema())?;
+        let mut metas = Vec::new();
+        for mut hour in all.by_hour(time_col)? {
+            let keys = match table {
+                Table::Logs => Some(all.sort_logs(&mut hour.rows)?),
+                Table::Rejects => None,
             };
             let id = {
                 let mut state = self.lock_state();
@@ -395,33 +399,36 @@ impl DataDir {
                 state.manifest.next_id += 1;
                 id
             };
-            let rel = partition_path(table, hour_start, id);
+            let rel = partition_path(table, hour.start, id);
             let path = self.root.join(&rel);
             let dir = path.parent().expect("partition directory");
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            let id_index = if table == Table::Logs {
-                let rel = rel.replace(".parquet", ".ids");
-                idindex::IdIndex::of_batch(&part).write(&self.root.join(&rel))?;
-                Some(rel)
-            } else {
-                None
+            let (id_index, ids) = match &keys {
+                Some(keys) => {
+                    let rel = rel.replace(".parquet", ".ids");
+                    idindex::IdIndex::of_batch(keys).write(&self.root.join(&rel))?;
+                    let ids = keys
+                        .column_by_name(model::CORRELATION_ID)
+                        .map_or(0, |c| c.len() - c.null_count());
+                    (Some(rel), ids)
+                }
+                None => (None, 0),
             };
-            let props = segment::properties(&part, table == Table::Logs, &self.options)?;
-            let bytes = segment::write_parquet(&path, &part, props)?;
-            let (min_ts, max_ts) = segment::time_range(&part, time_col)?;
-            let rows = part.num_rows() as u64;
+            let props = segment::properties(all.schema(), ids, keys.is_some(), &self.options)?;
+            let bytes = segment::write_rows(&path, &all, &hour.rows, props)?;
+            let rows = hour.rows.len() as u64;
             metas.push(SegmentMeta {
                 id,
                 table,
                 path: rel,
                 id_index,
-                min_ts,
-                max_ts,
+                min_ts: hour.min_ts,
+                max_ts: hour.max_ts,
                 rows,
                 bytes,
-                input_bytes: input_bytes * rows / total_rows.max(1),
-                columns: Manifest::columns_of(part.schema_ref())?,
-                row_groups: (part.num_rows()).div_ceil(self.options.row_group_rows.max(1)),
+                input_bytes: input_bytes * rows / total_rows,
+                columns: columns.clone(),
+                row_groups: (rows as usize).div_ceil(self.options.row_group_rows.max(1)),
                 created_at: now_nanos(),
             });
         }

@@ -1,4 +1,12 @@
-//! Writing one segment: sort, encode as Parquet, publish atomically.
+//! Writing segments: split by hour, sort, encode as Parquet, publish
+//! atomically.
+//!
+//! The rows to write are [`Rows`]: one or more batches (the write buffer's,
+//! or one import batch) under their merged schema. Splitting and sorting
+//! order row addresses, not rows; each row group's columns are gathered
+//! from the batches only as it is written. A flush therefore needs memory
+//! for the sort keys and one row group on top of the buffer, not for a
+//! concatenated copy of the buffer and a sorted copy of that.
 //!
 //! Sort order for `logs`: `service`, then `correlation_id` (nulls last), then
 //! `timestamp`. Grouping by service keeps each service's fields and message
@@ -11,9 +19,11 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{SortColumn, SortOptions, filter_record_batch, lexsort_to_indices, take};
-use arrow::datatypes::{Int32Type, TimestampNanosecondType};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
+use arrow::compute::{
+    SortColumn, SortOptions, cast, interleave, lexsort_to_indices, take, take_record_batch,
+};
+use arrow::datatypes::{Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -58,53 +68,218 @@ impl Default for SegmentOptions {
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// Splits a batch into per-hour batches by `time_column` (ns, UTC).
-/// Returns (hour start in ns, rows of that hour).
-pub fn split_by_hour(batch: &RecordBatch, time_column: &str) -> Result<Vec<(i64, RecordBatch)>> {
-    let ts = batch
-        .column_by_name(time_column)
-        .ok_or_else(|| Error::MissingColumn(time_column.to_owned()))?
-        .as_primitive::<TimestampNanosecondType>();
-    let hour = |i: usize| ts.value(i).div_euclid(NANOS_PER_HOUR);
-    if ts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let first = hour(0);
-    if (0..ts.len()).all(|i| hour(i) == first) {
-        return Ok(vec![(first * NANOS_PER_HOUR, batch.clone())]);
-    }
-    let mut hours: Vec<i64> = (0..ts.len()).map(hour).collect();
-    hours.sort_unstable();
-    hours.dedup();
-    let mut out = Vec::with_capacity(hours.len());
-    for h in hours {
-        let mask = BooleanArray::from_iter((0..ts.len()).map(|i| Some(hour(i) == h)));
-        out.push((h * NANOS_PER_HOUR, filter_record_batch(batch, &mask)?));
-    }
-    Ok(out)
+/// Rows gathered per write: a row group, or less when row groups are large.
+const GATHER_ROWS: usize = 64 * 1024;
+
+/// A row of [`Rows`]: (batch, row within that batch).
+pub type RowAddr = (u32, u32);
+
+/// The rows of one or more batches of a table under their merged schema,
+/// addressed in place (see the module docs).
+#[derive(Debug)]
+pub struct Rows {
+    schema: SchemaRef,
+    columns: Vec<Sources>,
+    batch_rows: Vec<usize>,
 }
 
-/// Sorts a `logs` batch into segment order (see the module docs).
-pub fn sort_logs(batch: &RecordBatch) -> Result<RecordBatch> {
-    let order = logs_order(batch)?;
-    if order.iter().enumerate().all(|(i, &r)| i == r as usize) {
-        return Ok(batch.clone());
-    }
-    // Columns with no value in this batch (common among the dynamic ones)
-    // need no gathering.
-    let order = UInt32Array::from(order);
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| {
-            if c.null_count() == c.len() {
-                Ok(new_null_array(c.data_type(), c.len()))
-            } else {
-                take(c.as_ref(), &order, None)
+/// Where one column's values come from.
+#[derive(Debug)]
+struct Sources {
+    /// The batches' columns, cast to the schema's type, and, when some
+    /// batch lacks the column, a one-row null its rows point at.
+    arrays: Vec<ArrayRef>,
+    /// For each batch, its array in `arrays`.
+    of_batch: Vec<usize>,
+    /// The one-row null in `arrays`, if there is one.
+    null: Option<usize>,
+    /// Whether any batch holds a value (an all-null column is not gathered).
+    any_values: bool,
+}
+
+/// The rows of one hour of [`Rows`].
+#[derive(Debug)]
+pub struct HourRows {
+    /// Start of the hour, ns since the epoch (UTC).
+    pub start: i64,
+    pub rows: Vec<RowAddr>,
+    /// Smallest and largest time of its rows.
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+impl Rows {
+    /// `batches` under `schema`, which must hold every column they have
+    /// (see [`merged_schema`](crate::buffer::merged_schema)); a column whose
+    /// type differs is cast to the schema's.
+    pub fn new(schema: SchemaRef, batches: &[&RecordBatch]) -> Result<Self> {
+        if batches.len() > u32::MAX as usize
+            || batches.iter().any(|b| b.num_rows() > u32::MAX as usize)
+        {
+            return Err(Error::TooManyRows);
+        }
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let mut arrays = Vec::with_capacity(batches.len());
+            let mut of_batch = Vec::with_capacity(batches.len());
+            let mut null = None;
+            let mut any_values = false;
+            for b in batches {
+                let array = match b.column_by_name(field.name()) {
+                    Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
+                    Some(c) => cast(c, field.data_type())?,
+                    None => {
+                        let at = *null.get_or_insert_with(|| {
+                            arrays.push(new_null_array(field.data_type(), 1));
+                            arrays.len() - 1
+                        });
+                        of_batch.push(at);
+                        continue;
+                    }
+                };
+                any_values |= array.null_count() < array.len();
+                of_batch.push(arrays.len());
+                arrays.push(array);
             }
+            columns.push(Sources {
+                arrays,
+                of_batch,
+                null,
+                any_values,
+            });
+        }
+        Ok(Self {
+            schema,
+            columns,
+            batch_rows: batches.iter().map(|b| b.num_rows()).collect(),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.batch_rows.iter().sum()
+    }
+
+    /// The rows of each hour by `time_column` (ns, UTC), earliest hour
+    /// first, each in batch order.
+    pub fn by_hour(&self, time_column: &str) -> Result<Vec<HourRows>> {
+        let missing = || Error::MissingColumn(time_column.to_owned());
+        let col = self.schema.index_of(time_column).map_err(|_| missing())?;
+        let sources = &self.columns[col];
+        let mut hours: Vec<HourRows> = Vec::new();
+        for (b, &n) in self.batch_rows.iter().enumerate() {
+            let at = sources.of_batch[b];
+            if sources.null == Some(at) {
+                return Err(missing());
+            }
+            let ts = sources.arrays[at]
+                .as_primitive_opt::<TimestampNanosecondType>()
+                .ok_or_else(missing)?;
+            let mut last = usize::MAX;
+            for r in 0..n {
+                let t = ts.value(r);
+                let start = t.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR;
+                if hours.get(last).is_none_or(|h| h.start != start) {
+                    last = match hours.iter().position(|h| h.start == start) {
+                        Some(i) => i,
+                        None => {
+                            hours.push(HourRows {
+                                start,
+                                rows: Vec::new(),
+                                min_ts: t,
+                                max_ts: t,
+                            });
+                            hours.len() - 1
+                        }
+                    };
+                }
+                let h = &mut hours[last];
+                h.rows.push((b as u32, r as u32));
+                h.min_ts = h.min_ts.min(t);
+                h.max_ts = h.max_ts.max(t);
+            }
+        }
+        hours.sort_unstable_by_key(|h| h.start);
+        Ok(hours)
+    }
+
+    /// Column `col` of `rows`, in their order.
+    fn gather(&self, col: usize, rows: &[RowAddr]) -> Result<ArrayRef> {
+        let sources = &self.columns[col];
+        if !sources.any_values {
+            return Ok(new_null_array(
+                self.schema.field(col).data_type(),
+                rows.len(),
+            ));
+        }
+        if let [only] = sources.arrays.as_slice() {
+            // One batch: a run of consecutive rows is a slice, others a take.
+            let first = rows.first().map_or(0, |r| r.1);
+            if rows
+                .iter()
+                .enumerate()
+                .all(|(i, r)| r.1 as usize == first as usize + i)
+            {
+                return Ok(only.slice(first as usize, rows.len()));
+            }
+            let idx = UInt32Array::from_iter_values(rows.iter().map(|r| r.1));
+            return Ok(take(only.as_ref(), &idx, None)?);
+        }
+        let arrays: Vec<&dyn Array> = sources.arrays.iter().map(|a| a.as_ref()).collect();
+        let idx: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|&(b, r)| {
+                let at = sources.of_batch[b as usize];
+                (
+                    at,
+                    if sources.null == Some(at) {
+                        0
+                    } else {
+                        r as usize
+                    },
+                )
+            })
+            .collect();
+        Ok(interleave(&arrays, &idx)?)
+    }
+
+    /// The columns `cols` of `rows` as one batch.
+    pub fn project(&self, rows: &[RowAddr], cols: &[usize]) -> Result<RecordBatch> {
+        let schema = Arc::new(self.schema.project(cols)?);
+        let columns = cols
+            .iter()
+            .map(|&c| self.gather(c, rows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new_with_options(
+            schema,
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?)
+    }
+
+    /// Sorts `rows` into segment order (see the module docs) and returns
+    /// their sort keys (`service`, `correlation_id`, `timestamp`) in that
+    /// order.
+    pub fn sort_logs(&self, rows: &mut Vec<RowAddr>) -> Result<RecordBatch> {
+        let cols = [model::SERVICE, model::CORRELATION_ID, model::TIMESTAMP]
+            .into_iter()
+            .map(|name| {
+                self.schema
+                    .index_of(name)
+                    .map_err(|_| Error::MissingColumn(name.to_owned()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let keys = self.project(rows, &cols)?;
+        let order = logs_order(&keys)?;
+        if order.iter().enumerate().all(|(i, &r)| i == r as usize) {
+            return Ok(keys);
+        }
+        *rows = order.iter().map(|&i| rows[i as usize]).collect();
+        Ok(take_record_batch(&keys, &UInt32Array::from(order))?)
+    }
 }
 
 /// The sort key of one row: compared field by field, with the id's first
@@ -241,8 +416,7 @@ fn generic_order(batch: &RecordBatch) -> Result<Vec<u32>> {
     Ok(lexsort_to_indices(&keys, None)?.values().to_vec())
 }
 
-fn logs_properties(batch: &RecordBatch, opts: &SegmentOptions) -> Result<WriterProperties> {
-    let schema = batch.schema();
+fn logs_properties(schema: &Schema, ids: usize, opts: &SegmentOptions) -> Result<WriterProperties> {
     let index = |name: &str| schema.index_of(name).map(|i| i as i32);
     let sorting = vec![
         SortingColumn {
@@ -263,11 +437,7 @@ fn logs_properties(batch: &RecordBatch, opts: &SegmentOptions) -> Result<WriterP
     ];
     // The filter is sized for this many distinct ids, then folded down to
     // what the row group really held; ids per row group are at most its rows.
-    let ids = batch
-        .column_by_name(model::CORRELATION_ID)
-        .map(|c| c.len() - c.null_count())
-        .unwrap_or(0)
-        .clamp(1, opts.row_group_rows) as u64;
+    let ids = ids.clamp(1, opts.row_group_rows) as u64;
     let id = ColumnPath::from(model::CORRELATION_ID);
     Ok(base_properties(opts)?
         .set_sorting_columns(Some(sorting))
@@ -301,29 +471,43 @@ fn base_properties(
 
 /// Properties for a `logs` segment (sorted, bloom filter on the id) or a
 /// `rejects` segment.
+/// `ids` is how many rows have a `correlation_id` (the bloom filter's size).
 pub fn properties(
-    batch: &RecordBatch,
+    schema: &Schema,
+    ids: usize,
     logs: bool,
     opts: &SegmentOptions,
 ) -> Result<WriterProperties> {
     if logs {
-        logs_properties(batch, opts)
+        logs_properties(schema, ids, opts)
     } else {
         Ok(base_properties(opts)?.build())
     }
 }
 
-/// Writes `batch` to `path` through a temp file in the same directory, then
-/// fsyncs the file, renames it into place and fsyncs the directory.
-/// Returns the file's size.
-pub fn write_parquet(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<u64> {
+/// Writes `rows` of `all` to `path`, a row group's worth at a time, through
+/// a temp file in the same directory, then fsyncs the file, renames it into
+/// place and fsyncs the directory. Returns the file's size.
+pub fn write_rows(
+    path: &Path,
+    all: &Rows,
+    rows: &[RowAddr],
+    props: WriterProperties,
+) -> Result<u64> {
     let dir = path.parent().expect("segment path has a directory");
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().expect("file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
+    let chunk = props
+        .max_row_group_row_count()
+        .unwrap_or(GATHER_ROWS)
+        .clamp(1, GATHER_ROWS);
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(batch.schema_ref()), Some(props))?;
-    writer.write(batch)?;
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(all.schema()), Some(props))?;
+    let cols: Vec<usize> = (0..all.schema().fields().len()).collect();
+    for part in rows.chunks(chunk) {
+        writer.write(&all.project(part, &cols)?)?;
+    }
     let file = writer.into_inner()?;
     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
     let bytes = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
@@ -331,17 +515,6 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch, props: WriterProperties) 
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     fsync_dir(dir)?;
     Ok(bytes)
-}
-
-/// Smallest and largest value of a timestamp column.
-pub fn time_range(batch: &RecordBatch, column: &str) -> Result<(i64, i64)> {
-    let ts = batch
-        .column_by_name(column)
-        .ok_or_else(|| Error::MissingColumn(column.to_owned()))?
-        .as_primitive::<TimestampNanosecondType>();
-    let min = arrow::compute::min(ts).unwrap_or(0);
-    let max = arrow::compute::max(ts).unwrap_or(0);
-    Ok((min, max))
 }
 
 #[cfg(test)]
@@ -352,6 +525,11 @@ mod tests {
     /// A batch with duplicate and null services, ids that share long
     /// prefixes or are prefixes of each other, null ids, and tied times.
     fn batch(seed: u64, rows: usize) -> RecordBatch {
+        batch_of(seed, rows, true)
+    }
+
+    /// As [`batch`], with null times or not (the `logs` schema has none).
+    fn batch_of(seed: u64, rows: usize, null_times: bool) -> RecordBatch {
         let mut x = seed | 1;
         let mut next = move |n: u64| {
             x ^= x << 13;
@@ -381,7 +559,7 @@ mod tests {
                 0 => None,
                 k => Some(ids[k as usize - 1]),
             });
-            ts.push(if next(10) == 0 {
+            ts.push(if next(10) == 0 && null_times {
                 None
             } else {
                 Some(next(5) as i64)
@@ -395,7 +573,7 @@ mod tests {
             ),
             (
                 model::TIMESTAMP,
-                Arc::new(TimestampNanosecondArray::from(ts)) as ArrayRef,
+                Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")) as ArrayRef,
             ),
         ])
         .unwrap()
@@ -433,11 +611,111 @@ mod tests {
         }
     }
 
+    /// `b` as [`Rows`] of one batch, every row in order.
+    fn rows_of(batches: &[&RecordBatch]) -> (Rows, Vec<RowAddr>) {
+        let schema = crate::buffer::merged_schema(crate::Table::Logs, batches)
+            .unwrap()
+            .unwrap();
+        let rows = Rows::new(schema, batches).unwrap();
+        let mut all = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            all.extend((0..b.num_rows() as u32).map(|r| (i as u32, r)));
+        }
+        (rows, all)
+    }
+
     #[test]
-    fn a_sorted_batch_is_returned_as_is() {
-        let b = batch(5, 50);
-        let sorted = sort_logs(&b).unwrap();
-        let again = sort_logs(&sorted).unwrap();
-        assert_eq!(sorted, again);
+    fn sorting_rows_of_many_batches_is_sorting_them_concatenated() {
+        for seed in 1..20 {
+            // Each batch has its own service dictionary.
+            let parts: Vec<RecordBatch> = (0..3)
+                .map(|k| batch_of(seed * 31 + k, 100, false))
+                .collect();
+            let refs: Vec<&RecordBatch> = parts.iter().collect();
+            let (rows, mut addrs) = rows_of(&refs);
+            let sorted = rows.sort_logs(&mut addrs).unwrap();
+            let one = arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
+            let order = logs_order(&one).unwrap();
+            let all: Vec<u32> = (0..300).collect();
+            assert_eq!(keys(&sorted, &all), keys(&one, &order), "seed {seed}");
+            // The addresses name the same rows as the keys returned.
+            let again = rows.project(&addrs, &[0, 1, 2]).unwrap();
+            assert_eq!(again, sorted);
+            let mut seen = addrs.clone();
+            seen.sort_unstable();
+            assert_eq!(seen.len(), 300);
+            seen.dedup();
+            assert_eq!(seen.len(), 300, "each row once");
+        }
+    }
+
+    #[test]
+    fn sorted_rows_keep_their_order() {
+        let b = batch_of(5, 50, false);
+        let (rows, mut addrs) = rows_of(&[&b]);
+        let first = rows.sort_logs(&mut addrs).unwrap();
+        let before = addrs.clone();
+        let second = rows.sort_logs(&mut addrs).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(addrs, before);
+    }
+
+    #[test]
+    fn rows_of_batches_are_cast_to_the_merged_schema_and_nulls_fill_gaps() {
+        use arrow::array::{Float64Array, Int64Array};
+        use arrow::datatypes::{DataType, Float64Type};
+        let a = RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("s", Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef),
+        ])
+        .unwrap();
+        let b = RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(Float64Array::from(vec![2.5])) as ArrayRef,
+        )])
+        .unwrap();
+        let (rows, addrs) = rows_of(&[&a, &b]);
+        assert_eq!(rows.num_rows(), 3);
+        // Out of order across batches: (b, 0), (a, 1), (a, 0).
+        let picked: Vec<RowAddr> = vec![addrs[2], addrs[1], addrs[0]];
+        let out = rows.project(&picked, &[0, 1]).unwrap();
+        assert_eq!(out.schema().field(0).data_type(), &DataType::Float64);
+        let n = out.column(0).as_primitive::<Float64Type>();
+        assert_eq!(n.values().to_vec(), vec![2.5, 2.0, 1.0]);
+        let s = out.column(1).as_string::<i32>();
+        assert!(s.is_null(0));
+        assert_eq!((s.value(1), s.value(2)), ("y", "x"));
+    }
+
+    #[test]
+    fn hours_split_the_rows_and_bound_their_times() {
+        const H: i64 = NANOS_PER_HOUR;
+        let ts = |v: Vec<i64>| {
+            RecordBatch::try_from_iter(vec![(
+                model::TIMESTAMP,
+                Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")) as ArrayRef,
+            )])
+            .unwrap()
+        };
+        let a = ts(vec![3 * H + 5, H + 1, 3 * H + 2]);
+        let b = ts(vec![H + 7, -1]);
+        let (rows, _) = rows_of(&[&a, &b]);
+        let hours = rows.by_hour(model::TIMESTAMP).unwrap();
+        let got: Vec<(i64, Vec<RowAddr>, i64, i64)> = hours
+            .into_iter()
+            .map(|h| (h.start, h.rows, h.min_ts, h.max_ts))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (-H, vec![(1, 1)], -1, -1),
+                (H, vec![(0, 1), (1, 0)], H + 1, H + 7),
+                (3 * H, vec![(0, 0), (0, 2)], 3 * H + 2, 3 * H + 5),
+            ]
+        );
+        assert!(matches!(
+            rows.by_hour("nope"),
+            Err(Error::MissingColumn(c)) if c == "nope"
+        ));
     }
 }
