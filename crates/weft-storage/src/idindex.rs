@@ -24,7 +24,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use weft_ingest::model;
 
 use crate::{Error, Result};
@@ -74,13 +74,17 @@ pub struct IdIndex {
 impl IdIndex {
     /// The index of a `logs` batch, rows as they will be written.
     pub fn of_batch(batch: &RecordBatch) -> Self {
-        let Some(col) = batch.column_by_name(model::CORRELATION_ID) else {
-            return Self::with_runs(Vec::new());
-        };
-        let ids = col.as_string::<i32>();
+        match batch.column_by_name(model::CORRELATION_ID) {
+            Some(col) => Self::of_ids(col.as_string::<i32>().iter()),
+            None => Self::with_runs(Vec::new()),
+        }
+    }
+
+    /// The index of a segment whose rows have these ids, in file order.
+    pub fn of_ids<'a>(ids: impl ExactSizeIterator<Item = Option<&'a str>>) -> Self {
         if ids.len() > u32::MAX as usize {
             // Rows past u32 cannot be named: keep the hashes, scan the segment.
-            let mut hashes: Vec<u64> = ids.iter().flatten().map(hash_id).collect();
+            let mut hashes: Vec<u64> = ids.flatten().map(hash_id).collect();
             hashes.sort_unstable();
             hashes.dedup();
             return Self {
@@ -92,7 +96,7 @@ impl IdIndex {
         // (hash, run) for each maximal run of equal ids.
         let mut found: Vec<(u64, Run)> = Vec::new();
         let mut prev: Option<&str> = None;
-        for (row, id) in ids.iter().enumerate() {
+        for (row, id) in ids.enumerate() {
             match id {
                 Some(id) if prev == Some(id) => found.last_mut().expect("run open").1.len += 1,
                 Some(id) => found.push((

@@ -150,6 +150,17 @@ pub struct FlushReport {
     pub elapsed: Duration,
 }
 
+impl FlushReport {
+    /// This flush followed by `later`, as one.
+    pub fn then(mut self, later: FlushReport) -> Self {
+        self.segments.extend(later.segments);
+        self.checkpoint = self.checkpoint.max(later.checkpoint);
+        self.rows += later.rows;
+        self.elapsed += later.elapsed;
+        self
+    }
+}
+
 impl DataDir {
     /// Opens (creating if needed) a directory to write to. Only one writer
     /// may hold a directory. Unpublished files left by a crash are removed.
@@ -319,13 +330,36 @@ impl DataDir {
         Ok(metas)
     }
 
-    /// Writes the whole write buffer into segments and publishes them with
+    /// Writes the whole write buffer into segments (see [`DataDir::flush_some`]).
+    pub fn flush(&self) -> Result<Option<FlushReport>> {
+        self.flush_some(usize::MAX)
+    }
+
+    /// The lsn of the newest buffered batch, if any.
+    pub fn last_buffered_lsn(&self) -> Option<u64> {
+        self.lock_state().buffer.last().map(|b| b.lsn)
+    }
+
+    /// Writes the oldest buffered batches, as many as fit in `max_bytes` of
+    /// buffer memory (at least one), into segments and publishes them with
     /// the WAL checkpoint of the last batch written, removing those batches
     /// from the buffer under the same lock: a snapshot sees each row either
     /// buffered or in a segment. `None` when the buffer was empty.
-    pub fn flush(&self) -> Result<Option<FlushReport>> {
+    pub fn flush_some(&self, max_bytes: usize) -> Result<Option<FlushReport>> {
         let started = std::time::Instant::now();
-        let taken = self.lock_state().buffer.clone();
+        let taken: Vec<Arc<Buffered>> = {
+            let state = self.lock_state();
+            let mut bytes = 0usize;
+            let mut n = 0;
+            for b in &state.buffer {
+                bytes = bytes.saturating_add(b.mem_bytes);
+                if n > 0 && bytes > max_bytes {
+                    break;
+                }
+                n += 1;
+            }
+            state.buffer[..n].to_vec()
+        };
         let Some(last) = taken.last() else {
             return Ok(None);
         };
@@ -389,7 +423,7 @@ impl DataDir {
         let columns = Manifest::columns_of(all.schema())?;
         let mut metas = Vec::new();
         for mut hour in all.by_hour(time_col)? {
-            let keys = match table {
+            let sorted = match table {
                 Table::Logs => Some(all.sort_logs(&mut hour.rows)?),
                 Table::Rejects => None,
             };
@@ -403,18 +437,16 @@ impl DataDir {
             let path = self.root.join(&rel);
             let dir = path.parent().expect("partition directory");
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            let (id_index, ids) = match &keys {
-                Some(keys) => {
+            let logs = sorted.is_some();
+            let (id_index, ids) = match sorted {
+                Some((index, ids)) => {
                     let rel = rel.replace(".parquet", ".ids");
-                    idindex::IdIndex::of_batch(keys).write(&self.root.join(&rel))?;
-                    let ids = keys
-                        .column_by_name(model::CORRELATION_ID)
-                        .map_or(0, |c| c.len() - c.null_count());
+                    index.write(&self.root.join(&rel))?;
                     (Some(rel), ids)
                 }
                 None => (None, 0),
             };
-            let props = segment::properties(all.schema(), ids, keys.is_some(), &self.options)?;
+            let props = segment::properties(all.schema(), ids, logs, &self.options)?;
             let bytes = segment::write_rows(&path, &all, &hour.rows, props)?;
             let rows = hour.rows.len() as u64;
             metas.push(SegmentMeta {

@@ -20,9 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{
-    SortColumn, SortOptions, cast, interleave, lexsort_to_indices, take, take_record_batch,
-};
+use arrow::compute::{SortColumn, SortOptions, cast, interleave, lexsort_to_indices, take};
 use arrow::datatypes::{Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -31,6 +29,7 @@ use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterPr
 use parquet::schema::types::ColumnPath;
 use weft_ingest::model;
 
+use crate::idindex::IdIndex;
 use crate::{Error, Result, fsync_dir};
 
 /// How segments are encoded.
@@ -68,8 +67,10 @@ impl Default for SegmentOptions {
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// Rows gathered per write: a row group, or less when row groups are large.
-const GATHER_ROWS: usize = 64 * 1024;
+/// Rows gathered per write to the Parquet writer, which encodes them into
+/// the open row group: the gathered copy is this many rows, whatever the
+/// row group size.
+const GATHER_ROWS: usize = 16 * 1024;
 
 /// A row of [`Rows`]: (batch, row within that batch).
 pub type RowAddr = (u32, u32);
@@ -260,10 +261,9 @@ impl Rows {
         )?)
     }
 
-    /// Sorts `rows` into segment order (see the module docs) and returns
-    /// their sort keys (`service`, `correlation_id`, `timestamp`) in that
-    /// order.
-    pub fn sort_logs(&self, rows: &mut Vec<RowAddr>) -> Result<RecordBatch> {
+    /// Sorts `rows` into segment order (see the module docs); returns the
+    /// id index of the rows in that order and how many of them have an id.
+    pub fn sort_logs(&self, rows: &mut Vec<RowAddr>) -> Result<(IdIndex, usize)> {
         let cols = [model::SERVICE, model::CORRELATION_ID, model::TIMESTAMP]
             .into_iter()
             .map(|name| {
@@ -274,11 +274,18 @@ impl Rows {
             .collect::<Result<Vec<_>>>()?;
         let keys = self.project(rows, &cols)?;
         let order = logs_order(&keys)?;
-        if order.iter().enumerate().all(|(i, &r)| i == r as usize) {
-            return Ok(keys);
+        if order.iter().enumerate().any(|(i, &r)| i != r as usize) {
+            *rows = order.iter().map(|&i| rows[i as usize]).collect();
         }
-        *rows = order.iter().map(|&i| rows[i as usize]).collect();
-        Ok(take_record_batch(&keys, &UInt32Array::from(order))?)
+        let ids = keys.column(1).as_string_opt::<i32>();
+        let index = match ids {
+            Some(ids) => IdIndex::of_ids(order.iter().map(|&i| {
+                let i = i as usize;
+                ids.is_valid(i).then(|| ids.value(i))
+            })),
+            None => IdIndex::default(),
+        };
+        Ok((index, ids.map_or(0, |c| c.len() - c.null_count())))
     }
 }
 
@@ -633,14 +640,15 @@ mod tests {
                 .collect();
             let refs: Vec<&RecordBatch> = parts.iter().collect();
             let (rows, mut addrs) = rows_of(&refs);
-            let sorted = rows.sort_logs(&mut addrs).unwrap();
+            let (index, ids) = rows.sort_logs(&mut addrs).unwrap();
+            let sorted = rows.project(&addrs, &[0, 1, 2]).unwrap();
             let one = arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
             let order = logs_order(&one).unwrap();
             let all: Vec<u32> = (0..300).collect();
             assert_eq!(keys(&sorted, &all), keys(&one, &order), "seed {seed}");
-            // The addresses name the same rows as the keys returned.
-            let again = rows.project(&addrs, &[0, 1, 2]).unwrap();
-            assert_eq!(again, sorted);
+            // The index and id count are those of the sorted rows.
+            assert_eq!(index, IdIndex::of_batch(&sorted));
+            assert_eq!(ids, 300 - sorted.column(1).null_count());
             let mut seen = addrs.clone();
             seen.sort_unstable();
             assert_eq!(seen.len(), 300);
@@ -658,6 +666,7 @@ mod tests {
         let second = rows.sort_logs(&mut addrs).unwrap();
         assert_eq!(first, second);
         assert_eq!(addrs, before);
+        assert!(!first.0.is_empty());
     }
 
     #[test]

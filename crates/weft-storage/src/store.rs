@@ -511,11 +511,33 @@ impl Store {
         }
     }
 
-    /// Writes the buffer into segments, publishes them with the WAL
-    /// checkpoint, saves the idempotency answers, then deletes the WAL files
-    /// the checkpoint covers.
+    /// Writes what the buffer holds now into segments, `flush_bytes` of it
+    /// at a time, oldest first. A flush's working set (sort keys, the row
+    /// group being written) grows with what it writes at once, and each
+    /// part frees its batches and WAL files as soon as it is published.
     pub fn flush(&self) -> Result<Option<FlushReport>> {
-        let report = match self.data.flush() {
+        let Some(until) = self.data.last_buffered_lsn() else {
+            return Ok(None);
+        };
+        let mut total: Option<FlushReport> = None;
+        while let Some(part) = self.flush_part()? {
+            let done = part.checkpoint >= until;
+            total = Some(match total {
+                Some(t) => t.then(part),
+                None => part,
+            });
+            if done {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Writes the oldest `flush_bytes` of the buffer into segments,
+    /// publishes them with the WAL checkpoint, saves the idempotency
+    /// answers, then deletes the WAL files the checkpoint covers.
+    fn flush_part(&self) -> Result<Option<FlushReport>> {
+        let report = match self.data.flush_some(self.options.flush_bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);

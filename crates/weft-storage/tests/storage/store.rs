@@ -128,6 +128,38 @@ fn acknowledged_rows_are_visible_then_flushed_exactly_once() {
 }
 
 #[test]
+fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_bytes: 1,
+        ..StoreOptions::default()
+    };
+    let store = open_unreplayed(dir.path(), options);
+    store.replay().unwrap();
+    for k in 0..4 {
+        store
+            .ingest(request(body(k * 10..k * 10 + 10), None))
+            .unwrap();
+    }
+    let report = store.flush().unwrap().expect("something to flush");
+    // Each batch is over one byte: one part, one segment (all rows are in
+    // one hour) per batch, oldest first, and the checkpoint is the last.
+    assert_eq!(report.segments.len(), 4);
+    assert_eq!(report.checkpoint, 4);
+    assert_eq!(report.rows, 40);
+    let ids: Vec<u64> = report.segments.iter().map(|s| s.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(store.data().snapshot().buffered.len(), 0);
+    assert_eq!(store.data().manifest().wal_checkpoint, 4);
+    assert_exactly(&store, 0..40);
+    let flushes = store
+        .stats()
+        .flushes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(flushes, 4);
+}
+
+#[test]
 fn a_crash_loses_nothing_acknowledged_and_repeats_nothing_flushed() {
     let dir = tempfile::tempdir().unwrap();
     {
