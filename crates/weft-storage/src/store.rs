@@ -41,7 +41,8 @@ use crate::{Buffered, DataDir, Error, FlushReport, Result, SegmentOptions, Table
 pub struct StoreOptions {
     /// Start a new WAL file past this size.
     pub wal_file_bytes: u64,
-    /// Flush the buffer to segments once it holds this much Arrow memory…
+    /// Flush the buffer to segments once it holds this much Arrow memory
+    /// (and write at most this much of it at a time)…
     pub flush_bytes: usize,
     /// …or once its oldest batch is this old, in seconds.
     pub flush_age_secs: f64,
