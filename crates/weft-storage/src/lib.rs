@@ -341,7 +341,9 @@ impl DataDir {
     }
 
     /// Writes the oldest buffered batches, as many as fit in `max_bytes` of
-    /// buffer memory (at least one), into segments and publishes them with
+    /// buffer memory (at least one; all of them when what would be left is
+    /// under half of `max_bytes`, so a flush leaves no small tail of
+    /// segments behind), into segments and publishes them with
     /// the WAL checkpoint of the last batch written, removing those batches
     /// from the buffer under the same lock: a snapshot sees each row either
     /// buffered or in a segment. `None` when the buffer was empty.
@@ -352,11 +354,15 @@ impl DataDir {
             let mut bytes = 0usize;
             let mut n = 0;
             for b in &state.buffer {
-                bytes = bytes.saturating_add(b.mem_bytes);
-                if n > 0 && bytes > max_bytes {
+                if n > 0 && bytes.saturating_add(b.mem_bytes) > max_bytes {
                     break;
                 }
+                bytes = bytes.saturating_add(b.mem_bytes);
                 n += 1;
+            }
+            let rest: usize = state.buffer[n..].iter().map(|b| b.mem_bytes).sum();
+            if rest < max_bytes / 2 {
+                n = state.buffer.len();
             }
             state.buffer[..n].to_vec()
         };

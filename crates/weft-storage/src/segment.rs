@@ -20,8 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{SortColumn, SortOptions, cast, interleave, lexsort_to_indices, take};
-use arrow::datatypes::{Int32Type, Schema, SchemaRef, TimestampNanosecondType};
+use arrow::compute::{SortColumn, SortOptions, cast, concat, interleave, lexsort_to_indices, take};
+use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -94,6 +94,9 @@ struct Sources {
     of_batch: Vec<usize>,
     /// The one-row null in `arrays`, if there is one.
     null: Option<usize>,
+    /// For a column concatenated across batches (one array), where each
+    /// batch's rows start in it.
+    starts: Option<Vec<usize>>,
     /// Whether any batch holds a value (an all-null column is not gathered).
     any_values: bool,
 }
@@ -114,9 +117,8 @@ impl Rows {
     /// (see [`merged_schema`](crate::buffer::merged_schema)); a column whose
     /// type differs is cast to the schema's.
     pub fn new(schema: SchemaRef, batches: &[&RecordBatch]) -> Result<Self> {
-        if batches.len() > u32::MAX as usize
-            || batches.iter().any(|b| b.num_rows() > u32::MAX as usize)
-        {
+        let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if batches.len() > u32::MAX as usize || total > u32::MAX as usize {
             return Err(Error::TooManyRows);
         }
         let mut columns = Vec::with_capacity(schema.fields().len());
@@ -142,10 +144,39 @@ impl Rows {
                 of_batch.push(arrays.len());
                 arrays.push(array);
             }
+            if matches!(field.data_type(), DataType::Dictionary(..)) && arrays.len() > 1 {
+                // Gathering dictionaries across arrays merges them for
+                // every chunk, at a cost of rows × arrays: merge once here
+                // (keys are 4 bytes a row, the values are few).
+                let parts = batches
+                    .iter()
+                    .zip(&of_batch)
+                    .map(|(b, &at)| match null == Some(at) {
+                        true => new_null_array(field.data_type(), b.num_rows()),
+                        false => Arc::clone(&arrays[at]),
+                    })
+                    .collect::<Vec<_>>();
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                let mut starts = Vec::with_capacity(batches.len());
+                let mut at = 0;
+                for b in batches {
+                    starts.push(at);
+                    at += b.num_rows();
+                }
+                columns.push(Sources {
+                    arrays: vec![concat(&refs)?],
+                    of_batch: vec![0; batches.len()],
+                    null: None,
+                    starts: Some(starts),
+                    any_values,
+                });
+                continue;
+            }
             columns.push(Sources {
                 arrays,
                 of_batch,
                 null,
+                starts: None,
                 any_values,
             });
         }
@@ -217,16 +248,16 @@ impl Rows {
             ));
         }
         if let [only] = sources.arrays.as_slice() {
-            // One batch: a run of consecutive rows is a slice, others a take.
-            let first = rows.first().map_or(0, |r| r.1);
-            if rows
-                .iter()
-                .enumerate()
-                .all(|(i, r)| r.1 as usize == first as usize + i)
-            {
-                return Ok(only.slice(first as usize, rows.len()));
+            // One array: a run of consecutive rows is a slice, others a take.
+            let at = |&(b, r): &RowAddr| match &sources.starts {
+                Some(starts) => starts[b as usize] + r as usize,
+                None => r as usize,
+            };
+            let first = rows.first().map_or(0, at);
+            if rows.iter().enumerate().all(|(i, r)| at(r) == first + i) {
+                return Ok(only.slice(first, rows.len()));
             }
-            let idx = UInt32Array::from_iter_values(rows.iter().map(|r| r.1));
+            let idx = UInt32Array::from_iter_values(rows.iter().map(|r| at(r) as u32));
             return Ok(take(only.as_ref(), &idx, None)?);
         }
         let arrays: Vec<&dyn Array> = sources.arrays.iter().map(|a| a.as_ref()).collect();
@@ -694,6 +725,65 @@ mod tests {
         let s = out.column(1).as_string::<i32>();
         assert!(s.is_null(0));
         assert_eq!((s.value(1), s.value(2)), ("y", "x"));
+    }
+
+    #[test]
+    fn dictionary_columns_are_gathered_across_batches_and_gaps() {
+        let host = |v: Vec<Option<&str>>| {
+            let d: arrow::array::DictionaryArray<Int32Type> = v.into_iter().collect();
+            RecordBatch::try_from_iter(vec![(model::HOST, Arc::new(d) as ArrayRef)]).unwrap()
+        };
+        let other = RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap();
+        // Each batch has its own dictionary; the middle one has no host.
+        let a = host(vec![Some("h1"), Some("h2"), None]);
+        let c = host(vec![Some("h3"), Some("h2")]);
+        let (rows, _) = rows_of(&[&a, &other, &c]);
+        let col = rows.schema().index_of(model::HOST).unwrap();
+        let picked: Vec<RowAddr> = vec![(2, 0), (0, 1), (1, 1), (0, 0), (2, 1), (0, 2)];
+        let out = rows.project(&picked, &[col]).unwrap();
+        let out = arrow::compute::cast(out.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let got: Vec<Option<&str>> = out.as_string::<i32>().iter().collect();
+        assert_eq!(
+            got,
+            vec![Some("h3"), Some("h2"), None, Some("h1"), Some("h2"), None]
+        );
+        // A run of one batch's rows in order is read as it is.
+        let run = rows.project(&[(2, 0), (2, 1)], &[col]).unwrap();
+        let run = arrow::compute::cast(run.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let got: Vec<Option<&str>> = run.as_string::<i32>().iter().collect();
+        assert_eq!(got, vec![Some("h3"), Some("h2")]);
+    }
+
+    #[test]
+    fn written_rows_read_back_in_their_order_over_several_gathers() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let parts: Vec<RecordBatch> = (0..3)
+            .map(|k| batch_of(k + 11, GATHER_ROWS / 2 + 7, false))
+            .collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        let (rows, mut addrs) = rows_of(&refs);
+        rows.sort_logs(&mut addrs).unwrap();
+        let want = rows.project(&addrs, &[0, 1, 2]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let props = properties(rows.schema(), 1, true, &SegmentOptions::default()).unwrap();
+        let bytes = write_rows(&path, &rows, &addrs, props).unwrap();
+        assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
+        let file = File::open(&path).unwrap();
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        assert_eq!(read.num_rows(), addrs.len());
+        let all: Vec<u32> = (0..addrs.len() as u32).collect();
+        assert_eq!(keys(&read, &all), keys(&want, &all));
     }
 
     #[test]

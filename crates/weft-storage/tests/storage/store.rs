@@ -160,6 +160,35 @@ fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
 }
 
 #[test]
+fn a_flush_leaves_no_small_tail_of_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let per_batch = {
+        let store = open(dir.path());
+        for k in 0..5 {
+            store
+                .ingest(request(body(k * 10..k * 10 + 10), None))
+                .unwrap();
+        }
+        store.data().buffer_usage().0 / 5
+        // Dropped without a flush: replay brings the same five batches back.
+    };
+    // Parts of two and a quarter batches: the first takes two; of the
+    // three left, two would leave one batch (under half a part) behind, so
+    // the second part takes all three.
+    let options = StoreOptions {
+        flush_bytes: per_batch * 9 / 4,
+        ..StoreOptions::default()
+    };
+    let store = open_unreplayed(dir.path(), options);
+    store.replay().unwrap();
+    assert_eq!(store.data().snapshot().buffered.len(), 5);
+    let report = store.flush().unwrap().expect("something to flush");
+    let rows: Vec<u64> = report.segments.iter().map(|s| s.rows).collect();
+    assert_eq!(rows, vec![20, 30]);
+    assert_exactly(&store, 0..50);
+}
+
+#[test]
 fn a_crash_loses_nothing_acknowledged_and_repeats_nothing_flushed() {
     let dir = tempfile::tempdir().unwrap();
     {
