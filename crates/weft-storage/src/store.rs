@@ -203,6 +203,8 @@ pub struct Store {
     failed: Mutex<Option<String>>,
     /// The last flush error, cleared by a good flush.
     flush_error: Mutex<Option<String>>,
+    /// Held by a flush: two at once would write the same batches twice.
+    flushing: Mutex<()>,
     keys: Mutex<Keys>,
     keys_done: Condvar,
     stats: Arc<StoreStats>,
@@ -273,6 +275,7 @@ impl Store {
             ready: AtomicBool::new(false),
             failed: Mutex::new(None),
             flush_error: Mutex::new(None),
+            flushing: Mutex::new(()),
             keys: Mutex::new(Keys::default()),
             keys_done: Condvar::new(),
             stats,
@@ -517,6 +520,7 @@ impl Store {
     /// group being written) grows with what it writes at once, and each
     /// part frees its batches and WAL files as soon as it is published.
     pub fn flush(&self) -> Result<Option<FlushReport>> {
+        let _one_at_a_time = lock(&self.flushing);
         let Some(until) = self.data.last_buffered_lsn() else {
             return Ok(None);
         };

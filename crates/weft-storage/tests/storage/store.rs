@@ -189,6 +189,31 @@ fn a_flush_leaves_no_small_tail_of_segments() {
 }
 
 #[test]
+fn concurrent_flushes_store_each_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_bytes: 1,
+        ..StoreOptions::default()
+    };
+    let store = open_unreplayed(dir.path(), options);
+    store.replay().unwrap();
+    for k in 0..20 {
+        store
+            .ingest(request(body(k * 10..k * 10 + 10), None))
+            .unwrap();
+    }
+    // Four flushes at once over the same twenty batches (bounded: the
+    // buffer only shrinks).
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.flush().unwrap());
+        }
+    });
+    assert_eq!(store.data().snapshot().buffered.len(), 0);
+    assert_exactly(&store, 0..200);
+}
+
+#[test]
 fn a_crash_loses_nothing_acknowledged_and_repeats_nothing_flushed() {
     let dir = tempfile::tempdir().unwrap();
     {
