@@ -242,12 +242,15 @@ impl Daemon {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = listen_addr(&line)
+                let addr = listen_addr(&line);
+                // Kept before the address is handed over, so a test that
+                // reads stderr once it has the address finds the line.
+                lines.lock().unwrap().push(line);
+                if let Some(addr) = addr
                     && let Some(tx) = addr_tx.take()
                 {
                     let _ = tx.send(addr);
                 }
-                lines.lock().unwrap().push(line);
             }
         });
         let mut daemon = Self {

@@ -127,20 +127,27 @@ fn acknowledged_rows_are_visible_then_flushed_exactly_once() {
     assert!(store.flush().unwrap().is_none(), "nothing left to flush");
 }
 
-#[test]
-fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store flushing `flush_bytes` at a time, holding `n` acknowledged
+/// batches of ten rows (`seq` 0 to 10 n).
+fn with_batches(dir: &Path, flush_bytes: usize, n: i64) -> Arc<Store> {
     let options = StoreOptions {
-        flush_bytes: 1,
+        flush_bytes,
         ..StoreOptions::default()
     };
-    let store = open_unreplayed(dir.path(), options);
+    let store = open_unreplayed(dir, options);
     store.replay().unwrap();
-    for k in 0..4 {
+    for k in 0..n {
         store
             .ingest(request(body(k * 10..k * 10 + 10), None))
             .unwrap();
     }
+    store
+}
+
+#[test]
+fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_batches(dir.path(), 1, 4);
     let report = store.flush().unwrap().expect("something to flush");
     // Each batch is over one byte: one part, one segment (all rows are in
     // one hour) per batch, oldest first, and the checkpoint is the last.
@@ -191,17 +198,7 @@ fn a_flush_leaves_no_small_tail_of_segments() {
 #[test]
 fn concurrent_flushes_store_each_row_once() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        flush_bytes: 1,
-        ..StoreOptions::default()
-    };
-    let store = open_unreplayed(dir.path(), options);
-    store.replay().unwrap();
-    for k in 0..20 {
-        store
-            .ingest(request(body(k * 10..k * 10 + 10), None))
-            .unwrap();
-    }
+    let store = with_batches(dir.path(), 1, 20);
     // Four flushes at once over the same twenty batches (bounded: the
     // buffer only shrinks).
     std::thread::scope(|s| {
