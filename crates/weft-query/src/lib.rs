@@ -347,7 +347,8 @@ impl Engine {
             with_page_index: entries
                 .values()
                 .filter(|e| {
-                    e.value.file_metadata.extra_info().get("page_index") == Some(&"true".to_owned())
+                    let info = e.value.file_metadata.extra_info();
+                    info.get("page_index").map(String::as_str) == Some("true")
                 })
                 .count(),
             bytes: entries.values().map(|e| e.size_bytes).sum(),

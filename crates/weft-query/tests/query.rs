@@ -561,18 +561,23 @@ async fn empty_and_missing_data_dirs() {
     }
 }
 
+/// Pages of 64 rows and row groups of 1,000, so an id's rows are a few
+/// pages among many.
+fn small_pages() -> SegmentOptions {
+    SegmentOptions {
+        page_rows: 64,
+        row_group_rows: 1000,
+        ..SegmentOptions::default()
+    }
+}
+
 /// An id lookup reads only the rows the id index names: the scan's filter
 /// sees exactly the request's rows, none around them, and every request
 /// still comes back whole.
 #[tokio::test]
 async fn id_lookups_read_only_the_indexed_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = SegmentOptions {
-        page_rows: 64,
-        row_group_rows: 1000,
-        ..SegmentOptions::default()
-    };
-    let data = DataDir::open_writer(dir.path(), opts).unwrap();
+    let data = DataDir::open_writer(dir.path(), small_pages()).unwrap();
     // 3,000 lines: 300 requests over three services, ten lines each, and
     // background lines without an id between them.
     let services = ["api", "db", "web"];
@@ -627,12 +632,7 @@ fn batch_of(lines: &[String]) -> RecordBatch {
 #[tokio::test]
 async fn trace_lookups_agree_with_sql_and_read_less() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = SegmentOptions {
-        page_rows: 64,
-        row_group_rows: 1000,
-        ..SegmentOptions::default()
-    };
-    let data = Arc::new(DataDir::open_writer(dir.path(), opts).unwrap());
+    let data = Arc::new(DataDir::open_writer(dir.path(), small_pages()).unwrap());
     // Each service has fields of its own, so most columns are null under
     // any one service's rows.
     let mut lines = Vec::new();

@@ -4,7 +4,7 @@
 //! The WAL's commit thread adds one [`Buffered`] per committed batch, in
 //! WAL order; a flush turns a prefix of them into segments and removes them
 //! in the same step that publishes the segments (see
-//! [`DataDir::flush`](crate::DataDir::flush)), so a query's
+//! [`DataDir::flush_some`](crate::DataDir::flush_some)), so a query's
 //! [`Snapshot`] sees every row exactly once. Batches keep
 //! the schema the normalizer gave them; [`conform`] brings them to a table
 //! schema when they are read, and a flush gathers their rows under their
@@ -17,8 +17,8 @@ use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
+use crate::Result;
 use crate::manifest::{ColumnType, Manifest, Table};
-use crate::{Error, Result};
 
 /// One acknowledged batch, as the normalizer produced it.
 #[derive(Debug)]
@@ -110,13 +110,22 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) if c.data_type() == f.data_type() => Ok(Arc::clone(c)),
-            Some(c) => cast(c, f.data_type()).map_err(Error::from),
-            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
+        .map(|f| {
+            Ok(column_as(batch, f)?
+                .unwrap_or_else(|| new_null_array(f.data_type(), batch.num_rows())))
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// `batch`'s column `field`, cast to the field's (wider) type; `None` when
+/// the batch lacks it.
+pub fn column_as(batch: &RecordBatch, field: &Field) -> Result<Option<ArrayRef>> {
+    Ok(match batch.column_by_name(field.name()) {
+        Some(c) if c.data_type() == field.data_type() => Some(Arc::clone(c)),
+        Some(c) => Some(cast(c, field.data_type())?),
+        None => None,
+    })
 }
 
 /// The schema for a column list; `core` fields keep their declared type and

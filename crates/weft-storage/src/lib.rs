@@ -330,11 +330,6 @@ impl DataDir {
         Ok(metas)
     }
 
-    /// Writes the whole write buffer into segments (see [`DataDir::flush_some`]).
-    pub fn flush(&self) -> Result<Option<FlushReport>> {
-        self.flush_some(usize::MAX)
-    }
-
     /// The lsn of the newest buffered batch, if any.
     pub fn last_buffered_lsn(&self) -> Option<u64> {
         self.lock_state().buffer.last().map(|b| b.lsn)

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{SortColumn, SortOptions, cast, concat, interleave, lexsort_to_indices, take};
+use arrow::compute::{SortColumn, SortOptions, concat, interleave, lexsort_to_indices, take};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -128,9 +128,8 @@ impl Rows {
             let mut null = None;
             let mut any_values = false;
             for b in batches {
-                let array = match b.column_by_name(field.name()) {
-                    Some(c) if c.data_type() == field.data_type() => Arc::clone(c),
-                    Some(c) => cast(c, field.data_type())?,
+                let array = match crate::buffer::column_as(b, field)? {
+                    Some(c) => c,
                     None => {
                         let at = *null.get_or_insert_with(|| {
                             arrays.push(new_null_array(field.data_type(), 1));
