@@ -363,6 +363,26 @@ fn store_metrics(t: &mut Text, stores: &[(&str, &Arc<Store>)]) {
         t,
         stores,
         (
+            "weft_decoding_bytes",
+            "Memory reserved for the batches of requests being normalized or waiting for their fsync.",
+            "gauge",
+        ),
+        |s| s.write_memory().decoding as f64,
+    );
+    per_store(
+        t,
+        stores,
+        (
+            "weft_flush_memory_bytes",
+            "Memory a running flush holds beyond the buffered batches it writes.",
+            "gauge",
+        ),
+        |s| s.write_memory().flushing as f64,
+    );
+    per_store(
+        t,
+        stores,
+        (
             "weft_flushes_total",
             "Buffer flushes to segments (each part of at most flush_bytes counts once).",
             "counter",

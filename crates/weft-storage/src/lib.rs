@@ -29,6 +29,7 @@ pub mod wal;
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -106,6 +107,9 @@ pub struct DataDir {
     lock: Option<File>,
     state: Mutex<State>,
     options: SegmentOptions,
+    /// Memory the running segment write holds beyond the buffer (see
+    /// [`Rows::tracked`](segment::Rows::tracked)).
+    flushing: Arc<AtomicUsize>,
 }
 
 /// What a query must see in one piece.
@@ -187,6 +191,7 @@ impl DataDir {
                 ..State::default()
             }),
             options,
+            flushing: Arc::default(),
         };
         dir.remove_unpublished()?;
         Ok(dir)
@@ -210,6 +215,7 @@ impl DataDir {
                 ..State::default()
             }),
             options: SegmentOptions::default(),
+            flushing: Arc::default(),
         })
     }
 
@@ -263,6 +269,13 @@ impl DataDir {
         debug_assert!(state.buffer.last().is_none_or(|b| b.lsn < batch.lsn));
         state.buffer_bytes += batch.mem_bytes;
         state.buffer.push(Arc::new(batch));
+    }
+
+    /// Memory a segment write (a flush part) holds now beyond the buffered
+    /// batches it reads: sort keys, gathered rows, the encoder's row group,
+    /// merged dictionaries. 0 between writes.
+    pub fn flush_memory(&self) -> usize {
+        self.flushing.load(Ordering::Relaxed)
     }
 
     /// Arrow memory held by the write buffer, and the age of its oldest batch.
@@ -417,13 +430,25 @@ impl DataDir {
         if total_rows == 0 {
             return Ok(Vec::new());
         }
+        /// Reports the write done however it ends.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, Ordering::Relaxed);
+            }
+        }
+        let _done = Done(&self.flushing);
         let time_col = match table {
             Table::Logs => model::TIMESTAMP,
             Table::Rejects => model::OBSERVED_AT,
         };
         let columns = Manifest::columns_of(all.schema())?;
+        let hours = all.by_hour(time_col)?;
+        let addresses = hours.iter().map(|h| h.rows.capacity()).sum::<usize>()
+            * std::mem::size_of::<segment::RowAddr>();
+        let all = all.tracked(Arc::clone(&self.flushing), addresses);
         let mut metas = Vec::new();
-        for mut hour in all.by_hour(time_col)? {
+        for mut hour in hours {
             let sorted = match table {
                 Table::Logs => Some(all.sort_logs(&mut hour.rows)?),
                 Table::Rejects => None,

@@ -18,6 +18,7 @@
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
 use arrow::compute::{SortColumn, SortOptions, concat, interleave, lexsort_to_indices, take};
@@ -82,6 +83,11 @@ pub struct Rows {
     schema: SchemaRef,
     columns: Vec<Sources>,
     batch_rows: Vec<usize>,
+    /// Memory these rows hold beyond the batches' own: merged dictionaries,
+    /// casts, one-row nulls, and what [`Rows::tracked`] adds.
+    owned: usize,
+    /// Where the memory a write holds is reported (see [`Rows::tracked`]).
+    gauge: Arc<AtomicUsize>,
 }
 
 /// Where one column's values come from.
@@ -122,6 +128,7 @@ impl Rows {
             return Err(Error::TooManyRows);
         }
         let mut columns = Vec::with_capacity(schema.fields().len());
+        let mut owned = 0;
         for field in schema.fields() {
             let mut arrays = Vec::with_capacity(batches.len());
             let mut of_batch = Vec::with_capacity(batches.len());
@@ -129,10 +136,19 @@ impl Rows {
             let mut any_values = false;
             for b in batches {
                 let array = match crate::buffer::column_as(b, field)? {
-                    Some(c) => c,
+                    Some(c) => {
+                        if b.column_by_name(field.name())
+                            .is_some_and(|own| !Arc::ptr_eq(own, &c))
+                        {
+                            owned += c.get_array_memory_size();
+                        }
+                        c
+                    }
                     None => {
                         let at = *null.get_or_insert_with(|| {
-                            arrays.push(new_null_array(field.data_type(), 1));
+                            let one = new_null_array(field.data_type(), 1);
+                            owned += one.get_array_memory_size();
+                            arrays.push(one);
                             arrays.len() - 1
                         });
                         of_batch.push(at);
@@ -162,8 +178,10 @@ impl Rows {
                     starts.push(at);
                     at += b.num_rows();
                 }
+                let merged = concat(&refs)?;
+                owned += merged.get_array_memory_size();
                 columns.push(Sources {
-                    arrays: vec![concat(&refs)?],
+                    arrays: vec![merged],
                     of_batch: vec![0; batches.len()],
                     null: None,
                     starts: Some(starts),
@@ -183,7 +201,25 @@ impl Rows {
             schema,
             columns,
             batch_rows: batches.iter().map(|b| b.num_rows()).collect(),
+            owned,
+            gauge: Arc::default(),
         })
+    }
+
+    /// These rows, reporting to `gauge` the memory a write of them holds
+    /// beyond the batches: what they own, `extra` bytes the caller holds
+    /// for them (row addresses), and, while sorting or writing, the sort
+    /// keys or the gathered rows and the encoder's open row group. The
+    /// gauge is set, not added to: one write at a time reports to it.
+    pub fn tracked(mut self, gauge: Arc<AtomicUsize>, extra: usize) -> Self {
+        self.owned += extra;
+        self.gauge = gauge;
+        self.hold(0);
+        self
+    }
+
+    fn hold(&self, working: usize) {
+        self.gauge.store(self.owned + working, Ordering::Relaxed);
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -303,6 +339,11 @@ impl Rows {
             })
             .collect::<Result<Vec<_>>>()?;
         let keys = self.project(rows, &cols)?;
+        // The keys, the sort's own keys and order, and the reordered rows.
+        self.hold(
+            keys.get_array_memory_size()
+                + rows.len() * (std::mem::size_of::<RowKey>() + 4 + std::mem::size_of::<RowAddr>()),
+        );
         let order = logs_order(&keys)?;
         if order.iter().enumerate().any(|(i, &r)| i != r as usize) {
             *rows = order.iter().map(|&i| rows[i as usize]).collect();
@@ -543,8 +584,11 @@ pub fn write_rows(
     let mut writer = ArrowWriter::try_new(file, Arc::clone(all.schema()), Some(props))?;
     let cols: Vec<usize> = (0..all.schema().fields().len()).collect();
     for part in rows.chunks(chunk) {
-        writer.write(&all.project(part, &cols)?)?;
+        let batch = all.project(part, &cols)?;
+        all.hold(batch.get_array_memory_size() + writer.memory_size());
+        writer.write(&batch)?;
     }
+    all.hold(writer.memory_size());
     let file = writer.into_inner()?;
     file.sync_all().map_err(|e| Error::io(&tmp, e))?;
     let bytes = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
@@ -783,6 +827,31 @@ mod tests {
         assert_eq!(read.num_rows(), addrs.len());
         let all: Vec<u32> = (0..addrs.len() as u32).collect();
         assert_eq!(keys(&read, &all), keys(&want, &all));
+    }
+
+    #[test]
+    fn a_tracked_write_reports_what_it_holds_beyond_the_batches() {
+        let parts: Vec<RecordBatch> = (0..3).map(|k| batch_of(k + 21, 1000, false)).collect();
+        let refs: Vec<&RecordBatch> = parts.iter().collect();
+        let (rows, mut addrs) = rows_of(&refs);
+        // Each batch has its own service dictionary: the merged one is
+        // memory the rows own.
+        let owned = rows.owned;
+        assert!(owned > 0);
+        let gauge = Arc::new(AtomicUsize::new(0));
+        let rows = rows.tracked(Arc::clone(&gauge), 64);
+        let held = || gauge.load(Ordering::Relaxed);
+        assert_eq!(held(), owned + 64);
+        rows.sort_logs(&mut addrs).unwrap();
+        // The sort: a key, an order entry and an address per row at least.
+        let per_row = std::mem::size_of::<RowKey>() + 4 + std::mem::size_of::<RowAddr>();
+        assert!(held() >= owned + 64 + 3000 * per_row, "{}", held());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let props = properties(rows.schema(), 1, true, &SegmentOptions::default()).unwrap();
+        write_rows(&path, &rows, &addrs, props).unwrap();
+        // Last reported: the encoder's open row group, before it was closed.
+        assert!(held() > owned + 64, "{}", held());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -46,7 +46,10 @@ pub struct StoreOptions {
     pub flush_bytes: usize,
     /// …or once its oldest batch is this old, in seconds.
     pub flush_age_secs: f64,
-    /// Refuse ingest (429) while the buffer holds this much.
+    /// Refuse ingest (429) while the write path holds this much memory, or
+    /// would with the request: the buffered batches, the batches of
+    /// requests being normalized (reserved before they are built) and what
+    /// a running flush holds beyond the buffer (see [`WriteMemory`]).
     pub max_buffer_bytes: usize,
     /// Longest line taken; longer ones are rejects.
     pub max_line: usize,
@@ -159,8 +162,59 @@ struct Pending {
         Option<arrow::array::RecordBatch>,
     ),
     input_bytes: u64,
+    /// Counts the batches until the buffer does.
+    reserved: Reservation,
     reply: SyncSender<std::result::Result<u64, String>>,
 }
+
+/// Memory reserved for one request's batches while it is normalized and
+/// committed; given back when dropped, after the buffer has taken them.
+struct Reservation {
+    counter: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Replaces the estimate by what the batches hold.
+    fn set(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            self.counter.fetch_add(bytes - self.bytes, Ordering::AcqRel);
+        } else {
+            self.counter.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// What the write path holds in memory, in bytes; ingest is refused while
+/// the sum reaches [`StoreOptions::max_buffer_bytes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteMemory {
+    /// Arrow memory of the buffered batches.
+    pub buffered: usize,
+    /// Reserved for the batches of requests being normalized or waiting
+    /// for their fsync: an estimate from the body size until the batches
+    /// are built, then their Arrow memory.
+    pub decoding: usize,
+    /// Held by a running flush beyond the buffered batches it reads.
+    pub flushing: usize,
+}
+
+impl WriteMemory {
+    pub fn total(&self) -> usize {
+        self.buffered + self.decoding + self.flushing
+    }
+}
+
+/// Arrow memory per input byte assumed for a request before any batch was
+/// built, in thousandths.
+const START_MEMORY_PER_INPUT: u64 = 4_000;
 
 /// A remembered idempotency key.
 #[derive(Debug, Clone)]
@@ -208,6 +262,11 @@ pub struct Store {
     keys: Mutex<Keys>,
     keys_done: Condvar,
     stats: Arc<StoreStats>,
+    /// Reserved for requests being normalized (see [`WriteMemory`]).
+    decoding: Arc<AtomicUsize>,
+    /// Arrow memory per input byte of recent requests, in thousandths:
+    /// what a reservation assumes before the batches are built.
+    memory_per_input: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -279,6 +338,8 @@ impl Store {
             keys: Mutex::new(Keys::default()),
             keys_done: Condvar::new(),
             stats,
+            decoding: Arc::default(),
+            memory_per_input: AtomicU64::new(START_MEMORY_PER_INPUT),
         });
         store.load_keys()?;
         let (tx, rx) = sync_channel::<Msg>(1024);
@@ -450,6 +511,15 @@ impl Store {
         result
     }
 
+    /// What the write path holds in memory now.
+    pub fn write_memory(&self) -> WriteMemory {
+        WriteMemory {
+            buffered: self.data.buffer_usage().0,
+            decoding: self.decoding.load(Ordering::Acquire),
+            flushing: self.data.flush_memory(),
+        }
+    }
+
     fn refusal(&self) -> Option<IngestError> {
         if !self.ready.load(Ordering::Acquire) {
             return Some(IngestError::NotReady);
@@ -457,17 +527,61 @@ impl Store {
         if let Some(reason) = lock(&self.failed).clone() {
             return Some(IngestError::Unavailable(reason));
         }
-        let (bytes, _) = self.data.buffer_usage();
+        let bytes = self.write_memory().total();
         if bytes >= self.options.max_buffer_bytes {
-            // Segments cannot be written: that is not load, it is trouble.
-            if let Some(reason) = lock(&self.flush_error).clone() {
-                return Some(IngestError::Unavailable(format!(
-                    "cannot write segments: {reason}"
-                )));
-            }
-            return Some(IngestError::Overloaded { bytes });
+            return Some(self.overloaded(bytes));
         }
         None
+    }
+
+    fn overloaded(&self, bytes: usize) -> IngestError {
+        // Segments cannot be written: that is not load, it is trouble.
+        match lock(&self.flush_error).clone() {
+            Some(reason) => IngestError::Unavailable(format!("cannot write segments: {reason}")),
+            None => IngestError::Overloaded { bytes },
+        }
+    }
+
+    /// Reserves memory for the batches of `input_bytes` of input, or
+    /// refuses when the write path would pass its cap with them. A request
+    /// alone may always have the whole cap.
+    fn reserve(&self, input_bytes: usize) -> std::result::Result<Reservation, IngestError> {
+        let per_input = self.memory_per_input.load(Ordering::Relaxed) as usize;
+        let bytes = input_bytes.saturating_mul(per_input) / 1000;
+        let max = self.options.max_buffer_bytes;
+        let mut cur = self.decoding.load(Ordering::Acquire);
+        loop {
+            let held = self.data.buffer_usage().0 + self.data.flush_memory() + cur;
+            if held > 0 && held.saturating_add(bytes) > max {
+                return Err(self.overloaded(held));
+            }
+            match self.decoding.compare_exchange_weak(
+                cur,
+                cur + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Reservation {
+                        counter: Arc::clone(&self.decoding),
+                        bytes,
+                    });
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Learns the memory per input byte of a request just normalized.
+    fn observe_memory(&self, input_bytes: usize, memory: usize) {
+        if input_bytes < 4096 {
+            return;
+        }
+        let now = (memory as u64).saturating_mul(1000) / input_bytes as u64;
+        let old = self.memory_per_input.load(Ordering::Relaxed);
+        // A moving average: one request moves it an eighth of the way.
+        let next = (old * 7 + now) / 8;
+        self.memory_per_input.store(next.max(1), Ordering::Relaxed);
     }
 
     fn store(
@@ -486,6 +600,7 @@ impl Store {
             format: req.format.clone(),
             body: &req.body,
         };
+        let mut reserved = self.reserve(req.body.len())?;
         let out = decode_body(
             &req.format,
             &req.body,
@@ -494,12 +609,20 @@ impl Store {
             req.defaults.clone(),
             &self.body,
         );
+        let memory = [&out.logs, &out.rejects]
+            .into_iter()
+            .flatten()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        reserved.set(memory);
+        self.observe_memory(req.body.len(), memory);
         let mut outcome = outcome_of(&out, 0);
         let (reply, answer) = sync_channel(1);
         let pending = Pending {
             payload: entry.encode(),
             buffered: (out.logs, out.rejects),
             input_bytes: req.body.len() as u64,
+            reserved,
             reply,
         };
         let tx = lock(&self.tx).clone().ok_or(IngestError::ShuttingDown)?;
@@ -816,12 +939,15 @@ fn commit_group(
                 let Pending {
                     buffered: (logs, rejects),
                     input_bytes,
+                    reserved,
                     reply,
                     ..
                 } = p;
                 store
                     .data
                     .buffer_push(Buffered::new(lsn, logs, rejects, input_bytes));
+                // The buffer counts the batches now.
+                drop(reserved);
                 let _ = reply.send(Ok(lsn));
             }
         }

@@ -319,6 +319,9 @@ async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
         "weft_rejects_total{reason=\"not_json\"} 1",
         "weft_wal_fsync_seconds_count{tenant=\"default\"} 2",
         "weft_ready{tenant=\"default\"} 1",
+        // Nothing being normalized or flushed once the answers are in.
+        "weft_decoding_bytes{tenant=\"default\"} 0",
+        "weft_flush_memory_bytes{tenant=\"default\"} 0",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

@@ -10,7 +10,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weft_ingest::{Defaults, Format, NormalizerConfig};
-use weft_storage::store::{IngestError, IngestRequest, Store, StoreOptions};
+use weft_storage::store::{IngestError, IngestRequest, Store, StoreOptions, WriteMemory};
 use weft_storage::{SegmentOptions, Table};
 
 /// Opens the store. A store dropped just before may still be releasing
@@ -390,6 +390,52 @@ fn a_full_buffer_refuses_without_storing() {
     store.flush().unwrap();
     store.ingest(request(body(10..20), None)).unwrap();
     assert_exactly(&store, 0..20);
+}
+
+#[test]
+fn the_cap_counts_a_request_before_its_batches_are_built() {
+    // One request's batches, measured on a store of its own.
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = open(probe_dir.path());
+    probe.ingest(request(body(0..200), None)).unwrap();
+    let one = probe.write_memory();
+    assert!(one.buffered > 0);
+    assert_eq!(
+        (one.decoding, one.flushing),
+        (0, 0),
+        "given back once buffered"
+    );
+    probe.flush().unwrap();
+    assert_eq!(probe.write_memory(), WriteMemory::default());
+
+    // A cap with room for one such request and a quarter.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unreplayed(
+        dir.path(),
+        StoreOptions {
+            max_buffer_bytes: one.buffered + one.buffered / 4,
+            ..StoreOptions::default()
+        },
+    );
+    store.replay().unwrap();
+    store.ingest(request(body(0..200), None)).unwrap();
+    assert_eq!(store.write_memory(), one);
+    // Under the cap, but not with the next request's batches: refused
+    // before they are built, and nothing of it is kept.
+    match store.ingest(request(body(201..400), Some("k"))) {
+        Err(IngestError::Overloaded { bytes }) => assert_eq!(bytes, one.buffered),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    assert_eq!(store.write_memory(), one);
+    assert_exactly(&store, 0..200);
+    // A small request still fits.
+    store.ingest(request(body(200..201), None)).unwrap();
+    assert_exactly(&store, 0..201);
+    // Once flushed, the refused request (same key) is taken.
+    store.flush().unwrap();
+    store.ingest(request(body(201..400), Some("k"))).unwrap();
+    assert_exactly(&store, 0..400);
+    assert_eq!(store.write_memory().decoding, 0);
 }
 
 #[test]
