@@ -43,11 +43,7 @@ impl Buffered {
     ) -> Self {
         let logs = logs.filter(|b| b.num_rows() > 0);
         let rejects = rejects.filter(|b| b.num_rows() > 0);
-        let mem_bytes = [&logs, &rejects]
-            .into_iter()
-            .flatten()
-            .map(|b| b.get_array_memory_size())
-            .sum();
+        let mem_bytes = arrow_memory(&logs, &rejects);
         Self {
             lsn,
             logs,
@@ -64,6 +60,15 @@ impl Buffered {
             Table::Rejects => self.rejects.as_ref(),
         }
     }
+}
+
+/// Arrow memory of a request's batches.
+pub fn arrow_memory(logs: &Option<RecordBatch>, rejects: &Option<RecordBatch>) -> usize {
+    [logs, rejects]
+        .into_iter()
+        .flatten()
+        .map(|b| b.get_array_memory_size())
+        .sum()
 }
 
 /// A consistent view for one query: the published segments and the

@@ -609,11 +609,7 @@ impl Store {
             req.defaults.clone(),
             &self.body,
         );
-        let memory = [&out.logs, &out.rejects]
-            .into_iter()
-            .flatten()
-            .map(|b| b.get_array_memory_size())
-            .sum();
+        let memory = crate::buffer::arrow_memory(&out.logs, &out.rejects);
         reserved.set(memory);
         self.observe_memory(req.body.len(), memory);
         let mut outcome = outcome_of(&out, 0);
