@@ -189,6 +189,7 @@ enum Slot {
 
 #[derive(Debug)]
 struct PathInfo {
+    path: Arc<str>,
     role: Option<(Role, u8)>,
     slot: Slot,
     /// Last row this path was seen in (only the first occurrence can feed a core column).
@@ -259,7 +260,15 @@ pub struct BatchBuilder {
     host: StringDictionaryBuilder<Int32Type>,
     shape: StringDictionaryBuilder<Int32Type>,
     extra: StringBuilder,
-    paths: HashMap<Box<str>, PathInfo>,
+    /// Every leaf path seen, by id.
+    paths: Vec<PathInfo>,
+    path_ids: HashMap<Box<str>, u32>,
+    /// The path ids of a record's leaves, by its skeleton (the shape
+    /// without core entries), which names every leaf's path in order:
+    /// records of one house style hash one string instead of each path.
+    shape_paths: HashMap<Box<str>, Box<[u32]>>,
+    /// The path id of each leaf of the current line.
+    leaf_ids: Vec<u32>,
     columns: Vec<DynColumn>,
     walk: Walk,
     choices: [Option<Choice>; 7],
@@ -309,7 +318,10 @@ impl BatchBuilder {
             host: StringDictionaryBuilder::new(),
             shape: StringDictionaryBuilder::new(),
             extra: StringBuilder::new(),
-            paths: HashMap::new(),
+            paths: Vec::new(),
+            path_ids: HashMap::new(),
+            shape_paths: HashMap::new(),
+            leaf_ids: Vec::new(),
             columns: Vec::new(),
             walk: Walk::default(),
             choices: Default::default(),
@@ -403,21 +415,11 @@ impl BatchBuilder {
     fn commit(&mut self, line: &str) {
         let row = self.rows;
         self.choices = Default::default();
+        self.resolve_paths();
         // Pass 1: pick the best candidate for each core column.
         for i in 0..self.walk.leaves.len() {
             let leaf = &self.walk.leaves[i];
-            let path = &self.walk.arena[leaf.path.clone()];
-            let info = match self.paths.get_mut(path) {
-                Some(info) => info,
-                None => {
-                    let role = self.roles.get(path).copied();
-                    self.paths.entry(Box::from(path)).or_insert(PathInfo {
-                        role,
-                        slot: Slot::Undecided,
-                        seen_row: usize::MAX,
-                    })
-                }
-            };
+            let info = &mut self.paths[self.leaf_ids[i] as usize];
             let first = info.seen_row != row;
             info.seen_row = row;
             let Some((role, priority)) = info.role.filter(|_| first) else {
@@ -437,7 +439,7 @@ impl BatchBuilder {
                 .any(|c| c.leaf == i && !matches!(c.value, CoreVal::Derived(..)));
             if !consumed {
                 let leaf = self.walk.leaves[i].clone();
-                self.write_dynamic(row, &leaf, line);
+                self.write_dynamic(row, self.leaf_ids[i], &leaf, line);
             }
         }
         self.write_core(line);
@@ -450,9 +452,45 @@ impl BatchBuilder {
         self.rows += 1;
     }
 
-    fn write_dynamic(&mut self, row: usize, leaf: &Leaf, line: &str) {
-        let path = &self.walk.arena[leaf.path.clone()];
-        let info = self.paths.get_mut(path).expect("pass 1 saw every path");
+    /// Sets `leaf_ids` to the path id of each leaf of the walked line.
+    fn resolve_paths(&mut self) {
+        /// Skeletons remembered per builder before the map starts afresh.
+        const MAX_SHAPES: usize = 4096;
+        self.leaf_ids.clear();
+        if let Some(ids) = self.shape_paths.get(self.walk.shape.as_str()) {
+            self.leaf_ids.extend_from_slice(ids);
+            return;
+        }
+        for leaf in &self.walk.leaves {
+            let path = &self.walk.arena[leaf.path.clone()];
+            let id = match self.path_ids.get(path) {
+                Some(&id) => id,
+                None => {
+                    let id = self.paths.len() as u32;
+                    self.paths.push(PathInfo {
+                        path: Arc::from(path),
+                        role: self.roles.get(path).copied(),
+                        slot: Slot::Undecided,
+                        seen_row: usize::MAX,
+                    });
+                    self.path_ids.insert(Box::from(path), id);
+                    id
+                }
+            };
+            self.leaf_ids.push(id);
+        }
+        if self.shape_paths.len() >= MAX_SHAPES {
+            self.shape_paths.clear();
+        }
+        self.shape_paths.insert(
+            Box::from(self.walk.shape.as_str()),
+            self.leaf_ids.as_slice().into(),
+        );
+    }
+
+    fn write_dynamic(&mut self, row: usize, id: u32, leaf: &Leaf, line: &str) {
+        let info = &mut self.paths[id as usize];
+        let path = &*info.path;
         if let Slot::Undecided = info.slot {
             info.slot = if model::is_reserved(path) || !self.registry.admit(path) {
                 Slot::Extra
@@ -487,7 +525,8 @@ impl BatchBuilder {
         match info.slot {
             Slot::Admitted => {
                 let idx = self.columns.len();
-                self.columns.push(DynColumn::new(Arc::from(path), &val));
+                self.columns
+                    .push(DynColumn::new(Arc::clone(&info.path), &val));
                 info.slot = Slot::Column(idx);
                 self.columns[idx].push(row, val);
             }
@@ -515,7 +554,6 @@ impl BatchBuilder {
     }
 
     fn write_core(&mut self, line: &str) {
-        use std::fmt::Write;
         let mut shape = std::mem::take(&mut self.walk.shape);
         for core in Core::ALL {
             let Some(choice) = &self.choices[core.index()] else {
@@ -524,7 +562,9 @@ impl BatchBuilder {
             if matches!(choice.value, CoreVal::Derived(..)) {
                 continue;
             }
-            let _ = write!(shape, "\t{}{}", core.code(), choice.leaf);
+            shape.push('\t');
+            shape.push(core.code());
+            push_decimal(&mut shape, choice.leaf);
             match choice.value {
                 CoreVal::Time(_, form) => match form {
                     TimeForm::Text => shape.push('t'),
@@ -667,7 +707,7 @@ impl BatchBuilder {
         // Columns start afresh (types may differ in the next batch); path
         // decisions about the cap and reserved names stay.
         self.columns.clear();
-        for info in self.paths.values_mut() {
+        for info in &mut self.paths {
             if let Slot::Column(_) = info.slot {
                 info.slot = Slot::Admitted;
             }
@@ -677,6 +717,25 @@ impl BatchBuilder {
         let schema = Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(schema, arrays).expect("columns built to one length");
         (Some(batch), rejects)
+    }
+}
+
+/// Appends `n` in decimal (what `write!` does, without its formatting machinery:
+/// this runs for every core value of every line).
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(d as char);
     }
 }
 

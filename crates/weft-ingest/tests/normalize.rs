@@ -265,6 +265,37 @@ fn field_cap_sends_new_fields_to_extra() {
 }
 
 #[test]
+fn records_of_many_shapes_rebuild_exactly_in_one_builder() {
+    // More distinct skeletons than the builder remembers (it starts afresh
+    // past a few thousand), shapes seen again after that, and a message
+    // beyond the tenth leaf, so core entries name two-digit leaves.
+    let mut lines: Vec<String> = (0..5000)
+        .map(|i| format!(r#"{{"service":"s{}","k{i}":{i},"n":"x{i}"}}"#, i % 3))
+        .collect();
+    for i in 0..50 {
+        lines.push(format!(r#"{{"service":"s","k{i}":"again","n":{i}}}"#));
+        lines.push(format!(r#"{{"service":"s","k{i}":{i},"n":"x{i}"}}"#));
+    }
+    let wide = (0..12)
+        .map(|j| format!(r#""f{j}":{j}"#))
+        .collect::<Vec<_>>();
+    lines.push(format!(r#"{{{},"msg":"late"}}"#, wide.join(",")));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (logs, rejects) = run(&refs);
+    assert!(rejects.is_none());
+    let logs = logs.unwrap();
+    assert_eq!(logs.num_rows(), lines.len());
+    for (row, line) in lines.iter().enumerate() {
+        assert_eq!(&rebuild(&logs, row).unwrap(), line, "row {row}");
+    }
+    assert_eq!(
+        text(&logs, "message", lines.len() - 1).as_deref(),
+        Some("late")
+    );
+    assert_eq!(text(&logs, "k7", 7).as_deref(), Some("7"));
+}
+
+#[test]
 fn duplicate_keys_and_reserved_names_keep_every_value_in_order() {
     let line = r#"{"msg":"first","msg":"second","x":1,"x":2,"observed_at":"mine","level":"banana","a.b":1,"a":{"b":2}}"#;
     let (logs, _) = run(&[line]);

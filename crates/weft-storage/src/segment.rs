@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{SortColumn, SortOptions, concat, interleave, lexsort_to_indices, take};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
@@ -276,7 +277,29 @@ impl Rows {
     /// Column `col` of `rows`, in their order.
     fn gather(&self, col: usize, rows: &[RowAddr]) -> Result<ArrayRef> {
         let sources = &self.columns[col];
-        if !sources.any_values {
+        let at = |&(b, r): &RowAddr| match &sources.starts {
+            Some(starts) => starts[b as usize] + r as usize,
+            None => r as usize,
+        };
+        // Most dynamic columns belong to one service's records, and rows
+        // sorted by service leave them null in most chunks: a null column
+        // then costs a scan of validity bits, not a gather of its values.
+        let any_valid = sources.any_values
+            && match sources.arrays.as_slice() {
+                [only] => match only.nulls() {
+                    Some(nulls) => rows.iter().any(|r| nulls.is_valid(at(r))),
+                    None => true,
+                },
+                arrays => {
+                    let nulls: Vec<Option<&NullBuffer>> =
+                        arrays.iter().map(|a| a.nulls()).collect();
+                    rows.iter().any(|&(b, r)| {
+                        let a = sources.of_batch[b as usize];
+                        sources.null != Some(a) && nulls[a].is_none_or(|n| n.is_valid(r as usize))
+                    })
+                }
+            };
+        if !any_valid {
             return Ok(new_null_array(
                 self.schema.field(col).data_type(),
                 rows.len(),
@@ -284,10 +307,6 @@ impl Rows {
         }
         if let [only] = sources.arrays.as_slice() {
             // One array: a run of consecutive rows is a slice, others a take.
-            let at = |&(b, r): &RowAddr| match &sources.starts {
-                Some(starts) => starts[b as usize] + r as usize,
-                None => r as usize,
-            };
             let first = rows.first().map_or(0, at);
             if rows.iter().enumerate().all(|(i, r)| at(r) == first + i) {
                 return Ok(only.slice(first, rows.len()));
@@ -768,6 +787,51 @@ mod tests {
         let s = out.column(1).as_string::<i32>();
         assert!(s.is_null(0));
         assert_eq!((s.value(1), s.value(2)), ("y", "x"));
+    }
+
+    #[test]
+    fn a_column_null_in_every_picked_row_comes_back_null() {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::Int64Type;
+        // `n` has values in a few rows only, in one batch and across two.
+        let a = RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(Int64Array::from(vec![None, Some(7), None, None])) as ArrayRef,
+        )])
+        .unwrap();
+        let b = RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(Int64Array::from(vec![None, Some(9)])) as ArrayRef,
+        )])
+        .unwrap();
+        let other = RecordBatch::try_from_iter(vec![(
+            "s",
+            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+        )])
+        .unwrap();
+        let gathered = |batches: &[&RecordBatch], picked: &[RowAddr]| {
+            let (rows, _) = rows_of(batches);
+            let col = rows.schema().index_of("n").unwrap();
+            let out = rows.project(picked, &[col]).unwrap();
+            assert_eq!(out.column(0).data_type(), &DataType::Int64);
+            assert_eq!(out.num_rows(), picked.len());
+            let n = out.column(0).as_primitive::<Int64Type>();
+            n.iter().collect::<Vec<_>>()
+        };
+        // One batch: picked rows all null, then one with a value among them.
+        assert_eq!(gathered(&[&a], &[(0, 3), (0, 0), (0, 2)]), vec![None; 3]);
+        assert_eq!(
+            gathered(&[&a], &[(0, 3), (0, 1), (0, 0)]),
+            vec![None, Some(7), None]
+        );
+        // Several batches, one of them without the column.
+        let all_null = [(2, 0), (0, 2), (1, 0), (0, 0)];
+        assert_eq!(gathered(&[&a, &b, &other], &all_null), vec![None; 4]);
+        let some = [(2, 0), (1, 1), (0, 1), (0, 0)];
+        assert_eq!(
+            gathered(&[&a, &b, &other], &some),
+            vec![None, Some(9), Some(7), None]
+        );
     }
 
     #[test]
