@@ -156,7 +156,10 @@ enum Msg {
 
 /// A normalized request waiting for its fsync.
 struct Pending {
-    payload: Vec<u8>,
+    /// The WAL record is `head` then `body` (see [`WalEntry`]): the body
+    /// is not copied to make it, and is dropped once the WAL holds it.
+    head: Vec<u8>,
+    body: Vec<u8>,
     buffered: (
         Option<arrow::array::RecordBatch>,
         Option<arrow::array::RecordBatch>,
@@ -267,6 +270,8 @@ pub struct Store {
     /// Arrow memory per input byte of recent requests, in thousandths:
     /// what a reservation assumes before the batches are built.
     memory_per_input: AtomicU64,
+    /// Run after each published flush part (see [`Store::on_flushed`]).
+    after_flush: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -335,6 +340,7 @@ impl Store {
             failed: Mutex::new(None),
             flush_error: Mutex::new(None),
             flushing: Mutex::new(()),
+            after_flush: Mutex::new(None),
             keys: Mutex::new(Keys::default()),
             keys_done: Condvar::new(),
             stats,
@@ -463,7 +469,7 @@ impl Store {
             return Err(reason);
         }
         let Some(key) = req.idempotency_key.clone() else {
-            return self.store(&req, 0);
+            return self.store(req, 0);
         };
         let fingerprint = fingerprint(&req.format, &req.body);
         // One request per key at a time; a retry waits for the first one.
@@ -488,7 +494,7 @@ impl Store {
                 }
             }
         }
-        let result = self.store(&req, fingerprint);
+        let result = self.store(req, fingerprint);
         {
             let mut keys = lock(&self.keys);
             match &result {
@@ -586,7 +592,7 @@ impl Store {
 
     fn store(
         &self,
-        req: &IngestRequest,
+        req: IngestRequest,
         fingerprint: u64,
     ) -> std::result::Result<IngestOutcome, IngestError> {
         let observed_at = crate::now_nanos();
@@ -614,10 +620,12 @@ impl Store {
         self.observe_memory(req.body.len(), memory);
         let mut outcome = outcome_of(&out, 0);
         let (reply, answer) = sync_channel(1);
+        let head = entry.head();
         let pending = Pending {
-            payload: entry.encode(),
-            buffered: (out.logs, out.rejects),
+            head,
             input_bytes: req.body.len() as u64,
+            body: req.body,
+            buffered: (out.logs, out.rejects),
             reserved,
             reply,
         };
@@ -687,7 +695,16 @@ impl Store {
                 answer.recv().unwrap_or(Ok(0))?;
             }
         }
+        if let Some(f) = lock(&self.after_flush).as_ref() {
+            f();
+        }
         Ok(Some(report))
+    }
+
+    /// Runs `f` on the flushing thread after each flush part is published
+    /// and its batches freed.
+    pub fn on_flushed(&self, f: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.after_flush) = Some(Box::new(f));
     }
 
     /// Starts the thread that flushes by size and age.
@@ -897,7 +914,7 @@ fn commit_loop(mut wal: Wal, mut next_lsn: u64, rx: Receiver<Msg>, store: std::s
 fn commit_group(
     wal: &mut Wal,
     first_lsn: u64,
-    group: Vec<Pending>,
+    mut group: Vec<Pending>,
     store: &Store,
     poisoned: &mut Option<String>,
 ) {
@@ -908,11 +925,13 @@ fn commit_group(
         return;
     }
     let mut result = Ok(Duration::ZERO);
-    for (i, p) in group.iter().enumerate() {
-        if let Err(e) = wal.append(first_lsn + i as u64, &p.payload) {
+    for (i, p) in group.iter_mut().enumerate() {
+        if let Err(e) = wal.append_parts(first_lsn + i as u64, &[&p.head, &p.body]) {
             result = Err(e);
             break;
         }
+        // The WAL holds a copy until it is written.
+        p.body = Vec::new();
     }
     let result = result.and_then(|_| wal.sync());
     let stats = &store.stats;
@@ -988,8 +1007,9 @@ impl<'a> WalEntry<'a> {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64);
+    /// The entry without its body, which follows it in the record.
+    fn head(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
         out.push(ENTRY_VERSION);
         out.extend_from_slice(&self.observed_at.to_le_bytes());
         put_str(&mut out, Some(self.source));
@@ -998,6 +1018,12 @@ impl<'a> WalEntry<'a> {
         put_str(&mut out, self.service);
         put_str(&mut out, self.host);
         put_str(&mut out, Some(&self.format.tag()));
+        out
+    }
+
+    #[cfg(test)]
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.head();
         out.extend_from_slice(self.body);
         out
     }

@@ -203,20 +203,27 @@ impl Wal {
     /// [`sync`](Self::sync). `lsn` must be above every lsn appended or
     /// recovered before (so at least 1); a refused record changes nothing.
     pub fn append(&mut self, lsn: u64, payload: &[u8]) -> Result<()> {
+        self.append_parts(lsn, &[payload])
+    }
+
+    /// [`append`](Self::append) of a payload given in parts, back to back
+    /// (a request's header and its body, without joining them first).
+    pub fn append_parts(&mut self, lsn: u64, parts: &[&[u8]]) -> Result<()> {
         self.usable()?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         if lsn <= self.last_lsn {
             return Err(Error::WalLsnOrder {
                 lsn,
                 last: self.last_lsn,
             });
         }
-        if payload.len() > MAX_RECORD_BYTES {
-            return Err(Error::WalRecordTooLarge(payload.len()));
+        if len > MAX_RECORD_BYTES {
+            return Err(Error::WalRecordTooLarge(len));
         }
         if self.pending.is_empty() {
             self.pending_first = lsn;
         }
-        encode(lsn, payload, &mut self.pending);
+        encode(lsn, parts, &mut self.pending);
         self.last_lsn = lsn;
         Ok(())
     }
@@ -397,15 +404,22 @@ fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn encode(lsn: u64, payload: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() <= MAX_RECORD_BYTES);
+fn encode(lsn: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    debug_assert!(len <= MAX_RECORD_BYTES);
+    let crc = parts
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
+    out.reserve(HEADER + len);
     let start = out.len();
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
     let head_crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&head_crc.to_le_bytes());
-    out.extend_from_slice(payload);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 /// Why the bytes at an offset are not a whole valid record.
@@ -722,7 +736,7 @@ fn quarantine(dir: &Path, file: &Path, bytes: &[u8]) -> Result<PathBuf> {
 fn rewrite(path: &Path, records: &[Record]) -> Result<u64> {
     let mut out = MAGIC.to_vec();
     for r in records {
-        encode(r.lsn, &r.payload, &mut out);
+        encode(r.lsn, &[&r.payload], &mut out);
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(TMP_SUFFIX);
@@ -807,7 +821,7 @@ mod tests {
 
     fn encoded(lsn: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        encode(lsn, payload, &mut out);
+        encode(lsn, &[payload], &mut out);
         out
     }
 
@@ -815,7 +829,7 @@ mod tests {
     fn file_of(lsns: &[u64]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         for &lsn in lsns {
-            encode(lsn, &payload(lsn), &mut out);
+            encode(lsn, &[&payload(lsn)], &mut out);
         }
         out
     }
@@ -862,6 +876,28 @@ mod tests {
             decode(&huge).unwrap_err(),
             Bad::TooLong(MAX_RECORD_BYTES as u32 + 1)
         );
+    }
+
+    #[test]
+    fn a_record_appended_in_parts_is_the_parts_joined() {
+        assert_eq!(encoded(9, b"head and body"), {
+            let mut out = Vec::new();
+            encode(9, &[b"head", b"", b" and body"], &mut out);
+            out
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(tmp.path(), 1 << 20).unwrap();
+        wal.append_parts(1, &[b"{\"a\":", b"1}"]).unwrap();
+        wal.append(2, b"whole").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, rec) = Wal::open(tmp.path(), 1 << 20).unwrap();
+        let got: Vec<(u64, &[u8])> = rec
+            .records
+            .iter()
+            .map(|r| (r.lsn, r.payload.as_slice()))
+            .collect();
+        assert_eq!(got, [(1, &b"{\"a\":1}"[..]), (2, &b"whole"[..])]);
     }
 
     #[test]

@@ -223,6 +223,7 @@ fn replay(tenant: &str, store: &Arc<Store>) {
                 elapsed_ms = r.elapsed_ms,
                 "WAL replayed; ready"
             );
+            store.on_flushed(release_freed_memory);
             store.start_flusher();
         }
         Err(e) => tracing::error!(tenant, error = %e, "WAL replay failed; writes stay refused"),
@@ -245,6 +246,21 @@ fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
+    }
+}
+
+/// Hands the memory malloc holds free back to the system. Run after each
+/// flush part: the part's batches and the flush's working set were just
+/// freed, and glibc otherwise keeps much of it. On the ingest benchmark at
+/// twice the sustainable load, peak RSS was 405 and 405 MB with it
+/// against 417 to 473 MB in four runs without (benches/README.md).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer and only returns free memory
+    // malloc holds to the system; it is safe to call from any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

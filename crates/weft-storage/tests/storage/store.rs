@@ -148,7 +148,18 @@ fn with_batches(dir: &Path, flush_bytes: usize, n: i64) -> Arc<Store> {
 fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let store = with_batches(dir.path(), 1, 4);
+    // The hook runs after each part, once its batches have left the buffer.
+    let after: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    {
+        let after = Arc::clone(&after);
+        let data = Arc::clone(store.data());
+        store.on_flushed(move || {
+            let left = data.snapshot().buffered.len();
+            after.lock().unwrap().push(left);
+        });
+    }
     let report = store.flush().unwrap().expect("something to flush");
+    assert_eq!(*after.lock().unwrap(), vec![3, 2, 1, 0]);
     // Each batch is over one byte: one part, one segment (all rows are in
     // one hour) per batch, oldest first, and the checkpoint is the last.
     assert_eq!(report.segments.len(), 4);
