@@ -92,6 +92,10 @@ const MAGIC: &[u8; 8] = b"WEFTWAL1";
 const HEADER: usize = 20;
 const SUFFIX: &str = ".wal";
 const TMP_SUFFIX: &str = ".tmp";
+/// Capacity of the write buffer kept between syncs. A larger group's
+/// buffer is freed once written: kept, it would stay resident (outside
+/// every memory budget) at the size of the largest group ever committed.
+const KEEP_PENDING_BYTES: usize = 4 << 20;
 const QUARANTINE: &str = "quarantine";
 
 /// One record read back at recovery.
@@ -322,7 +326,11 @@ impl Wal {
         if let Some(active) = &mut self.active {
             active.last_lsn = self.last_lsn;
         }
-        self.pending.clear();
+        if self.pending.capacity() > KEEP_PENDING_BYTES {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
         Ok(took)
     }
 
@@ -898,6 +906,27 @@ mod tests {
             .map(|r| (r.lsn, r.payload.as_slice()))
             .collect();
         assert_eq!(got, [(1, &b"{\"a\":1}"[..]), (2, &b"whole"[..])]);
+    }
+
+    #[test]
+    fn a_large_group_s_buffer_is_not_kept_after_it_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(tmp.path(), 64 << 20).unwrap();
+        let big = vec![7u8; KEEP_PENDING_BYTES];
+        wal.append(1, &big).unwrap();
+        wal.append(2, b"small").unwrap();
+        assert!(wal.pending.capacity() > KEEP_PENDING_BYTES);
+        wal.sync().unwrap();
+        assert_eq!(wal.pending.capacity(), 0);
+        // A small group's buffer is reused.
+        wal.append(3, b"small").unwrap();
+        wal.sync().unwrap();
+        let kept = wal.pending.capacity();
+        assert!(kept > 0 && kept <= KEEP_PENDING_BYTES, "{kept}");
+        drop(wal);
+        let (_, rec) = Wal::open(tmp.path(), 64 << 20).unwrap();
+        assert_eq!(lsns(&rec.records), [1, 2, 3]);
+        assert_eq!(rec.records[0].payload, big);
     }
 
     #[test]
