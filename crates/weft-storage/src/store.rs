@@ -620,9 +620,8 @@ impl Store {
         self.observe_memory(req.body.len(), memory);
         let mut outcome = outcome_of(&out, 0);
         let (reply, answer) = sync_channel(1);
-        let head = entry.head();
         let pending = Pending {
-            head,
+            head: entry.head(),
             input_bytes: req.body.len() as u64,
             body: req.body,
             buffered: (out.logs, out.rejects),
