@@ -26,7 +26,9 @@ pub struct LineError {
 /// What a body became.
 #[derive(Debug)]
 pub struct BodyBatch {
-    pub logs: Option<RecordBatch>,
+    /// The records, one batch per service (see [`BatchBuilder::finish`]);
+    /// empty when none was accepted.
+    pub logs: Vec<RecordBatch>,
     pub rejects: Option<RecordBatch>,
     pub counts: Counts,
     /// The first refused lines (or items): [`MAX_LISTED_ERRORS`] of them,
@@ -224,6 +226,42 @@ impl<'a> Sink<'a> {
     }
 }
 
+impl BodyBatch {
+    /// Rows of `logs`, over all its batches.
+    pub fn log_rows(&self) -> usize {
+        self.logs.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// The records of a test body as one batch, for protocols' tests (none
+/// when there are no records).
+#[cfg(test)]
+pub(crate) fn logs_of(out: &BodyBatch) -> Option<RecordBatch> {
+    if out.logs.is_empty() {
+        return None;
+    }
+    let schema = arrow::datatypes::SchemaRef::new(
+        arrow::datatypes::Schema::try_merge(out.logs.iter().map(|b| b.schema().as_ref().clone()))
+            .ok()?,
+    );
+    let conformed: Vec<RecordBatch> = out
+        .logs
+        .iter()
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => std::sync::Arc::clone(c),
+                    None => arrow::array::new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(std::sync::Arc::clone(&schema), columns).expect("conformed")
+        })
+        .collect();
+    arrow::compute::concat_batches(&schema, &conformed).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +286,7 @@ mod tests {
         );
         assert_eq!(out.counts.accepted, 2);
         assert_eq!(out.counts.rejected, 2);
-        assert_eq!(out.logs.as_ref().unwrap().num_rows(), 2);
+        assert_eq!(out.log_rows(), 2);
         assert_eq!(out.rejects.as_ref().unwrap().num_rows(), 2);
         let lines: Vec<u64> = out.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5]);

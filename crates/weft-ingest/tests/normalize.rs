@@ -20,13 +20,76 @@ fn builder_with(config: NormalizerConfig) -> BatchBuilder {
     b
 }
 
+/// Normalizes `lines` in one builder; the `logs` rows come back as one
+/// batch in line order.
 fn run(lines: &[&str]) -> (Option<RecordBatch>, Option<RecordBatch>) {
+    let (logs, rejects) = run_parts(lines);
+    (in_line_order(&logs), rejects)
+}
+
+/// Normalizes `lines` in one builder, line `i` received at `OBSERVED + i`
+/// ns (which tells the line of a row in the builder's per-service batches).
+fn run_parts(lines: &[&str]) -> (Vec<RecordBatch>, Option<RecordBatch>) {
     let mut b = builder_with(NormalizerConfig::default());
     let src: Arc<str> = Arc::from("test.ndjson");
     for (i, l) in lines.iter().enumerate() {
+        b.set_observed_at(OBSERVED + i as i64);
         b.push_line(&src, i as u64 + 1, l.as_bytes());
     }
     b.finish()
+}
+
+/// The (batch, row) of each line, in line order, for batches of
+/// [`run_parts`].
+fn line_rows(parts: &[RecordBatch]) -> Vec<(usize, usize)> {
+    let mut at = Vec::new();
+    for (p, b) in parts.iter().enumerate() {
+        let observed = b
+            .column_by_name(model::OBSERVED_AT)
+            .unwrap()
+            .as_primitive::<TimestampNanosecondType>();
+        for r in 0..b.num_rows() {
+            at.push((observed.value(r), p, r));
+        }
+    }
+    at.sort_unstable();
+    at.into_iter().map(|(_, p, r)| (p, r)).collect()
+}
+
+/// The builder's batches (one per service) as one batch ordered by
+/// `observed_at`, columns a part lacks filled with nulls.
+fn in_line_order(parts: &[RecordBatch]) -> Option<RecordBatch> {
+    use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+    use arrow::datatypes::Schema;
+    if parts.is_empty() {
+        return None;
+    }
+    let schema = Arc::new(
+        Schema::try_merge(parts.iter().map(|b| b.schema().as_ref().clone()))
+            .expect("parts agree on the types of the columns they share"),
+    );
+    let conformed: Vec<RecordBatch> = parts
+        .iter()
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => Arc::clone(c),
+                    None => arrow::array::new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+        })
+        .collect();
+    let all = concat_batches(&schema, &conformed).unwrap();
+    let order = sort_to_indices(
+        all.column_by_name(model::OBSERVED_AT).unwrap(),
+        Some(SortOptions::default()),
+        None,
+    )
+    .unwrap();
+    Some(take_record_batch(&all, &order).unwrap())
 }
 
 fn text(batch: &RecordBatch, col: &str, row: usize) -> Option<String> {
@@ -158,7 +221,7 @@ fn missing_or_bad_time_uses_receive_time_and_says_so() {
     ]);
     let logs = logs.unwrap();
     for row in 0..2 {
-        assert_eq!(ts(&logs, row), OBSERVED);
+        assert_eq!(ts(&logs, row), OBSERVED + row as i64);
         assert_eq!(
             text(&logs, "timestamp_inferred", row).as_deref(),
             Some("true")
@@ -187,7 +250,7 @@ fn bad_lines_are_rejected_with_reasons_and_the_rest_kept() {
     let counts = b.counts();
     assert_eq!((counts.accepted, counts.rejected), (2, 5));
     let (logs, rejects) = b.finish();
-    assert_eq!(logs.unwrap().num_rows(), 2);
+    assert_eq!(in_line_order(&logs).unwrap().num_rows(), 2);
     let rejects = rejects.unwrap();
     assert_eq!(rejects.num_rows(), 5);
     let reasons: Vec<String> = (0..5)
@@ -252,7 +315,7 @@ fn field_cap_sends_new_fields_to_extra() {
     let line = r#"{"a":1,"b":"two","c":[1,2],"d":{"e":false}}"#;
     b.push_line(&src, 1, line.as_bytes());
     let (logs, _) = b.finish();
-    let logs = logs.unwrap();
+    let logs = in_line_order(&logs).unwrap();
     assert!(logs.column_by_name("a").is_some());
     assert!(logs.column_by_name("b").is_some());
     assert!(logs.column_by_name("c").is_none());
@@ -281,18 +344,19 @@ fn records_of_many_shapes_rebuild_exactly_in_one_builder() {
         .collect::<Vec<_>>();
     lines.push(format!(r#"{{{},"msg":"late"}}"#, wide.join(",")));
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let (logs, rejects) = run(&refs);
+    let (logs, rejects) = run_parts(&refs);
     assert!(rejects.is_none());
-    let logs = logs.unwrap();
-    assert_eq!(logs.num_rows(), lines.len());
-    for (row, line) in lines.iter().enumerate() {
-        assert_eq!(&rebuild(&logs, row).unwrap(), line, "row {row}");
+    // Services s0, s1, s2, s and none: a batch each.
+    assert_eq!(logs.len(), 5);
+    let at = line_rows(&logs);
+    assert_eq!(at.len(), lines.len());
+    for (line, &(part, row)) in lines.iter().zip(&at) {
+        assert_eq!(&rebuild(&logs[part], row).unwrap(), line, "{line}");
     }
-    assert_eq!(
-        text(&logs, "message", lines.len() - 1).as_deref(),
-        Some("late")
-    );
-    assert_eq!(text(&logs, "k7", 7).as_deref(), Some("7"));
+    let (part, row) = at[lines.len() - 1];
+    assert_eq!(text(&logs[part], "message", row).as_deref(), Some("late"));
+    let (part, row) = at[7];
+    assert_eq!(text(&logs[part], "k7", row).as_deref(), Some("7"));
 }
 
 #[test]
@@ -345,6 +409,63 @@ fn traceparent_feeds_ids_unless_zero_or_malformed() {
 }
 
 #[test]
+fn each_service_s_lines_make_a_batch_with_only_their_columns() {
+    let (logs, rejects) = run_parts(&[
+        r#"{"service":"a","only_a":1,"shared":"x"}"#,
+        r#"{"service":"b","only_b":true,"shared":2}"#,
+        r#"{"service":"a","only_a":2}"#,
+    ]);
+    assert!(rejects.is_none());
+    assert_eq!(logs.len(), 2);
+    let names = |b: &RecordBatch| -> Vec<String> {
+        b.schema().fields()[model::CORE_FIELD_COUNT..]
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let (a, b) = (&logs[0], &logs[1]);
+    assert_eq!(names(a), ["only_a", "shared"]);
+    assert_eq!(names(b), ["only_b", "shared"]);
+    // Rows keep their order within a service; types are each batch's own.
+    assert_eq!(a.num_rows(), 2);
+    assert_eq!(text(a, "only_a", 1).as_deref(), Some("2"));
+    assert_eq!(text(a, "shared", 1), None);
+    assert_eq!(
+        a.schema().field_with_name("shared").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    assert_eq!(
+        b.schema().field_with_name("shared").unwrap().data_type(),
+        &DataType::Int64
+    );
+}
+
+#[test]
+fn services_past_the_part_limit_share_the_last_batch() {
+    let lines: Vec<String> = (0..70)
+        .map(|i| format!(r#"{{"service":"s{i}","f{i}":{i}}}"#))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (logs, _) = run_parts(&refs);
+    assert_eq!(logs.len(), 64);
+    assert!(logs[..63].iter().all(|b| b.num_rows() == 1));
+    let last = &logs[63];
+    assert_eq!(last.num_rows(), 7);
+    for (row, i) in (63..70).enumerate() {
+        assert_eq!(
+            text(last, "service", row).as_deref(),
+            Some(format!("s{i}").as_str())
+        );
+        assert_eq!(text(last, &format!("f{i}"), row), Some(i.to_string()));
+    }
+    // Every line is there once, and rebuilds.
+    let at = line_rows(&logs);
+    for (line, &(part, row)) in lines.iter().zip(&at) {
+        assert_eq!(&rebuild(&logs[part], row).unwrap(), line);
+    }
+}
+
+#[test]
 fn defaults_fill_service_and_host_only_when_missing() {
     let mut b = builder_with(NormalizerConfig::default());
     b.set_defaults(Defaults {
@@ -354,11 +475,21 @@ fn defaults_fill_service_and_host_only_when_missing() {
     let src: Arc<str> = Arc::from("x");
     b.push_line(&src, 1, br#"{"msg":"a"}"#);
     b.push_line(&src, 2, br#"{"msg":"b","service":"own"}"#);
+    b.push_line(&src, 3, br#"{"msg":"c"}"#);
     let (logs, _) = b.finish();
-    let logs = logs.unwrap();
-    assert_eq!(text(&logs, "service", 0).as_deref(), Some("from-request"));
-    assert_eq!(text(&logs, "service", 1).as_deref(), Some("own"));
-    assert_eq!(text(&logs, "host", 1).as_deref(), Some("h0"));
+    // One batch per service, in the order services were first seen.
+    assert_eq!(logs.len(), 2);
+    let (defaulted, own) = (&logs[0], &logs[1]);
+    assert_eq!(defaulted.num_rows(), 2);
+    for row in 0..2 {
+        assert_eq!(
+            text(defaulted, "service", row).as_deref(),
+            Some("from-request")
+        );
+    }
+    assert_eq!(text(defaulted, "message", 1).as_deref(), Some("c"));
+    assert_eq!(text(own, "service", 0).as_deref(), Some("own"));
+    assert_eq!(text(own, "host", 0).as_deref(), Some("h0"));
 }
 
 #[test]
@@ -493,13 +624,14 @@ proptest! {
     fn every_record_rebuilds_from_its_row(records in prop::collection::vec(record(), 1..6)) {
         let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let (logs, rejects) = run(&refs);
+        let (logs, rejects) = run_parts(&refs);
         prop_assert!(rejects.is_none());
-        let logs = logs.unwrap();
-        for (row, orig) in records.iter().enumerate() {
-            let text = rebuild(&logs, row).unwrap();
+        let at = line_rows(&logs);
+        prop_assert_eq!(at.len(), records.len());
+        for (line, (orig, &(part, row))) in records.iter().zip(&at).enumerate() {
+            let text = rebuild(&logs[part], row).unwrap();
             let back: Value = serde_json::from_str(&text).unwrap();
-            prop_assert!(same(orig, &back), "row {}\n orig {}\n back {}", row, lines[row], text);
+            prop_assert!(same(orig, &back), "line {}\n orig {}\n back {}", line, lines[line], text);
         }
     }
 }

@@ -13,7 +13,7 @@ use weft_query::{Engine, Error, QueryOptions, ScalarValue, format, saved};
 use weft_storage::{DataDir, SegmentOptions, Table};
 
 /// The normalized `logs` and `rejects` batches of `lines`.
-fn normalize(lines: &[String]) -> (Option<RecordBatch>, Option<RecordBatch>) {
+fn normalize(lines: &[String]) -> (Vec<RecordBatch>, Option<RecordBatch>) {
     let mut b = BatchBuilder::new(
         Arc::new(NormalizerConfig::default()),
         Arc::new(FieldRegistry::new(1000)),
@@ -29,8 +29,9 @@ fn normalize(lines: &[String]) -> (Option<RecordBatch>, Option<RecordBatch>) {
 /// Imports `lines` as one batch (one segment per hour they span).
 fn append(data: &DataDir, lines: &[String]) {
     let (logs, rejects) = normalize(lines);
-    if let Some(l) = logs {
-        data.append(Table::Logs, &l, 0).unwrap();
+    if !logs.is_empty() {
+        data.append_batches(Table::Logs, &logs.iter().collect::<Vec<_>>(), 0)
+            .unwrap();
     }
     if let Some(r) = rejects {
         data.append(Table::Rejects, &r, 0).unwrap();
@@ -621,9 +622,9 @@ async fn id_lookups_read_only_the_indexed_rows() {
     }
 }
 
-/// The normalized `logs` batch of `lines` (not stored anywhere).
-fn batch_of(lines: &[String]) -> RecordBatch {
-    normalize(lines).0.unwrap()
+/// The normalized `logs` batches of `lines` (not stored anywhere).
+fn batch_of(lines: &[String]) -> Vec<RecordBatch> {
+    normalize(lines).0
 }
 
 /// A trace is read by the lookup reader (id index, only the columns with
@@ -651,12 +652,7 @@ async fn trace_lookups_agree_with_sql_and_read_less() {
         line(11, 0, "api", "warn", Some("req-7"), r#","late":1"#),
         line(11, 1, "api", "warn", Some("req-8"), ""),
     ]);
-    data.buffer_push(weft_storage::buffer::Buffered::new(
-        1,
-        Some(buffered),
-        None,
-        1,
-    ));
+    data.buffer_push(weft_storage::buffer::Buffered::new(1, buffered, None, 1));
     let e = Engine::over(Arc::clone(&data), QueryOptions::default());
     for id in ["req-7", "req-150", "missing"] {
         let t = e.trace(id).await.unwrap();
@@ -755,7 +751,7 @@ async fn counts_by_dictionary_columns_agree_with_the_generic_aggregate() {
     append(&data, &lines[..2000]);
     data.buffer_push(weft_storage::buffer::Buffered::new(
         1,
-        Some(batch_of(&lines[2000..])),
+        batch_of(&lines[2000..]),
         None,
         1,
     ));

@@ -25,7 +25,8 @@ use crate::manifest::{ColumnType, Manifest, Table};
 pub struct Buffered {
     /// The WAL record holding its input.
     pub lsn: u64,
-    pub logs: Option<RecordBatch>,
+    /// The records, one batch per service.
+    pub logs: Vec<RecordBatch>,
     pub rejects: Option<RecordBatch>,
     /// Bytes of (decompressed) input the batch came from.
     pub input_bytes: u64,
@@ -37,11 +38,11 @@ pub struct Buffered {
 impl Buffered {
     pub fn new(
         lsn: u64,
-        logs: Option<RecordBatch>,
+        mut logs: Vec<RecordBatch>,
         rejects: Option<RecordBatch>,
         input_bytes: u64,
     ) -> Self {
-        let logs = logs.filter(|b| b.num_rows() > 0);
+        logs.retain(|b| b.num_rows() > 0);
         let rejects = rejects.filter(|b| b.num_rows() > 0);
         let mem_bytes = arrow_memory(&logs, &rejects);
         Self {
@@ -54,19 +55,18 @@ impl Buffered {
         }
     }
 
-    pub fn batch(&self, table: Table) -> Option<&RecordBatch> {
+    pub fn batches(&self, table: Table) -> &[RecordBatch] {
         match table {
-            Table::Logs => self.logs.as_ref(),
-            Table::Rejects => self.rejects.as_ref(),
+            Table::Logs => &self.logs,
+            Table::Rejects => self.rejects.as_slice(),
         }
     }
 }
 
 /// Arrow memory of a request's batches.
-pub fn arrow_memory(logs: &Option<RecordBatch>, rejects: &Option<RecordBatch>) -> usize {
-    [logs, rejects]
-        .into_iter()
-        .flatten()
+pub fn arrow_memory(logs: &[RecordBatch], rejects: &Option<RecordBatch>) -> usize {
+    logs.iter()
+        .chain(rejects)
         .map(|b| b.get_array_memory_size())
         .sum()
 }
@@ -82,7 +82,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The buffered batches of `table`.
     pub fn batches(&self, table: Table) -> impl Iterator<Item = &RecordBatch> {
-        self.buffered.iter().filter_map(move |b| b.batch(table))
+        self.buffered.iter().flat_map(move |b| b.batches(table))
     }
 
     /// The table's columns over segments and buffer, widened where they

@@ -336,7 +336,18 @@ impl DataDir {
         batch: &RecordBatch,
         input_bytes: u64,
     ) -> Result<Vec<SegmentMeta>> {
-        let metas = self.write_segments(table, &[batch], input_bytes)?;
+        self.append_batches(table, &[batch], input_bytes)
+    }
+
+    /// [`append`](Self::append) for the rows of several batches (of one
+    /// table, under their merged schema) written together.
+    pub fn append_batches(
+        &self,
+        table: Table,
+        batches: &[&RecordBatch],
+        input_bytes: u64,
+    ) -> Result<Vec<SegmentMeta>> {
+        let metas = self.write_segments(table, batches, input_bytes)?;
         if !metas.is_empty() {
             self.publish(&metas, None)?;
         }
@@ -382,7 +393,7 @@ impl DataDir {
         let mut metas = Vec::new();
         let mut rows = 0;
         for table in [Table::Logs, Table::Rejects] {
-            let batches: Vec<&RecordBatch> = taken.iter().filter_map(|b| b.batch(table)).collect();
+            let batches: Vec<&RecordBatch> = taken.iter().flat_map(|b| b.batches(table)).collect();
             rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
             let input = if table == Table::Logs { input_bytes } else { 0 };
             metas.extend(self.write_segments(table, &batches, input)?);

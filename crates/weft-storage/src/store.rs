@@ -161,7 +161,7 @@ struct Pending {
     head: Vec<u8>,
     body: Vec<u8>,
     buffered: (
-        Option<arrow::array::RecordBatch>,
+        Vec<arrow::array::RecordBatch>,
         Option<arrow::array::RecordBatch>,
     ),
     input_bytes: u64,

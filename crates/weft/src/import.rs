@@ -128,8 +128,9 @@ impl Shared {
         let (logs, rejects) = builder.finish();
         let mut out_bytes = 0;
         let mut segs = 0;
-        if let Some(logs) = logs {
-            for m in self.data.append(Table::Logs, &logs, counts.bytes)? {
+        if !logs.is_empty() {
+            let logs: Vec<_> = logs.iter().collect();
+            for m in self.data.append_batches(Table::Logs, &logs, counts.bytes)? {
                 out_bytes += m.bytes;
                 segs += 1;
             }

@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         Defaults::default(),
         &options,
     );
-    let logs = out.logs.as_ref().map_or(0, |b| b.num_rows()) as u64;
+    let logs = out.log_rows() as u64;
     let rejects = out.rejects.as_ref().map_or(0, |b| b.num_rows()) as u64;
     assert_eq!(out.counts.accepted, logs, "{format:?}");
     assert_eq!(out.counts.rejected, rejects, "{format:?}");

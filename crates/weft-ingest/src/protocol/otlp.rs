@@ -637,7 +637,7 @@ mod tests {
         let out = decode(Format::OtlpProtobuf, &sample().encode_to_vec());
         assert_eq!(out.fatal, None);
         assert_eq!(out.counts.accepted, 2);
-        check_sample(&out.logs.unwrap());
+        check_sample(&crate::body::logs_of(&out).unwrap());
     }
 
     #[test]
@@ -661,7 +661,7 @@ mod tests {
         let out = decode(Format::OtlpJson, body);
         assert_eq!(out.fatal, None);
         assert_eq!((out.counts.accepted, out.counts.rejected), (2, 1));
-        check_sample(&out.logs.unwrap());
+        check_sample(&crate::body::logs_of(&out).unwrap());
         assert_eq!(out.errors[0].line, 2);
         assert!(out.errors[0].reason.to_string().contains("traceId"));
     }
@@ -676,7 +676,7 @@ mod tests {
         ] {
             let out = decode(format, body);
             assert!(out.fatal.is_some(), "{body:?}");
-            assert!(out.logs.is_none());
+            assert!(out.logs.is_empty());
             assert_eq!(out.counts.rejected, 1);
         }
     }
@@ -694,13 +694,13 @@ mod tests {
         prost::encoding::bytes::encode(1, &inner, &mut body);
         let out = decode(Format::OtlpProtobuf, &body);
         assert_eq!(out.fatal, None);
-        check_sample(&out.logs.unwrap());
+        check_sample(&crate::body::logs_of(&out).unwrap());
         // Good records, then bytes that do not decode: nothing is stored.
         let mut bad = sample().encode_to_vec();
         bad.extend_from_slice(b"\x0a\x05\x12\x03");
         let out = decode(Format::OtlpProtobuf, &bad);
         assert!(out.fatal.is_some());
-        assert!(out.logs.is_none());
+        assert!(out.logs.is_empty());
         assert_eq!((out.counts.accepted, out.counts.rejected), (0, 1));
     }
 
@@ -730,7 +730,7 @@ mod tests {
             "{:?}",
             out.fatal
         );
-        assert!(out.logs.is_none());
+        assert!(out.logs.is_empty());
         assert_eq!(out.counts.rejected, 1);
         // The same attribute on 10 records fits.
         let mut small = req.clone();

@@ -30,7 +30,9 @@ fn app(dir: &std::path::Path) -> axum::Router {
         {
             b.push_line(&src, i as u64 + 1, l.as_bytes());
         }
-        data.append(Table::Logs, &b.finish().0.unwrap(), 0).unwrap();
+        let logs = b.finish().0;
+        data.append_batches(Table::Logs, &logs.iter().collect::<Vec<_>>(), 0)
+            .unwrap();
     }
     let engine = Engine::open(dir, QueryOptions::default()).unwrap();
     router(Arc::new(AppState::new(
