@@ -49,6 +49,10 @@ struct Args {
     /// In-flight request budget given to the daemon (bytes).
     #[arg(long, default_value_t = 128 << 20)]
     max_inflight: u64,
+    /// Buffer memory a flush writes per part (bytes; default half the
+    /// write buffer cap).
+    #[arg(long)]
+    flush_bytes: Option<u64>,
     /// Scratch directory (emptied first).
     #[arg(long, default_value = "/tmp/weft-bench-ingest")]
     work: PathBuf,
@@ -68,7 +72,7 @@ impl Daemon {
             format!(
                 "[serve.store]\nmax_buffer_bytes = {}\nflush_bytes = {}\n[serve.limits]\nmax_inflight_bytes = {}\n",
                 args.max_buffer,
-                args.max_buffer / 2,
+                args.flush_bytes.unwrap_or(args.max_buffer / 2),
                 args.max_inflight
             ),
         )?;

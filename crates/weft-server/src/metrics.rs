@@ -384,7 +384,7 @@ fn store_metrics(t: &mut Text, stores: &[(&str, &Arc<Store>)]) {
         stores,
         (
             "weft_flushes_total",
-            "Buffer flushes to segments (each part of at most flush_bytes counts once).",
+            "Buffer flushes to segments (each part of a flush counts once).",
             "counter",
         ),
         stat(|s| &s.flushes),

@@ -55,6 +55,15 @@ impl Buffered {
         }
     }
 
+    /// Rows of both tables.
+    pub fn rows(&self) -> usize {
+        self.logs
+            .iter()
+            .chain(&self.rejects)
+            .map(|b| b.num_rows())
+            .sum()
+    }
+
     pub fn batches(&self, table: Table) -> &[RecordBatch] {
         match table {
             Table::Logs => &self.logs,

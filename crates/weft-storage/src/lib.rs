@@ -360,27 +360,36 @@ impl DataDir {
     }
 
     /// Writes the oldest buffered batches, as many as fit in `max_bytes` of
-    /// buffer memory (at least one; all of them when what would be left is
-    /// under half of `max_bytes`, so a flush leaves no small tail of
-    /// segments behind), into segments and publishes them with
+    /// buffer memory and in one row group of rows (at least one batch; all
+    /// of them when what would be left is under half of both, so a flush
+    /// leaves no small tail of segments behind), into segments and
+    /// publishes them with
     /// the WAL checkpoint of the last batch written, removing those batches
     /// from the buffer under the same lock: a snapshot sees each row either
     /// buffered or in a segment. `None` when the buffer was empty.
+    ///
+    /// The row bound keeps a part's working set (sort keys, row addresses,
+    /// merged dictionary keys, the encoder's open row group) proportional
+    /// to a row group, whatever the buffer's memory per row.
     pub fn flush_some(&self, max_bytes: usize) -> Result<Option<FlushReport>> {
         let started = std::time::Instant::now();
+        let max_rows = self.options.row_group_rows.max(1);
         let taken: Vec<Arc<Buffered>> = {
             let state = self.lock_state();
-            let mut bytes = 0usize;
+            let (mut bytes, mut rows) = (0usize, 0usize);
             let mut n = 0;
             for b in &state.buffer {
-                if n > 0 && bytes.saturating_add(b.mem_bytes) > max_bytes {
+                let (more_bytes, more_rows) = (bytes.saturating_add(b.mem_bytes), rows + b.rows());
+                if n > 0 && (more_bytes > max_bytes || more_rows > max_rows) {
                     break;
                 }
-                bytes = bytes.saturating_add(b.mem_bytes);
+                (bytes, rows) = (more_bytes, more_rows);
                 n += 1;
             }
-            let rest: usize = state.buffer[n..].iter().map(|b| b.mem_bytes).sum();
-            if rest < max_bytes / 2 {
+            let rest = &state.buffer[n..];
+            let rest_bytes: usize = rest.iter().map(|b| b.mem_bytes).sum();
+            let rest_rows: usize = rest.iter().map(|b| b.rows()).sum();
+            if rest_bytes < max_bytes / 2 && rest_rows < max_rows / 2 {
                 n = state.buffer.len();
             }
             state.buffer[..n].to_vec()

@@ -178,6 +178,41 @@ fn a_flush_writes_the_buffer_in_parts_of_at_most_flush_bytes() {
 }
 
 #[test]
+fn a_flush_part_holds_at_most_a_row_group_of_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        SegmentOptions {
+            row_group_rows: 25,
+            ..SegmentOptions::default()
+        },
+        NormalizerConfig::default(),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    store.replay().unwrap();
+    for k in 0..5 {
+        store
+            .ingest(request(body(k * 10..k * 10 + 10), None))
+            .unwrap();
+    }
+    let after: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    {
+        let after = Arc::clone(&after);
+        let data = Arc::clone(store.data());
+        store.on_flushed(move || after.lock().unwrap().push(data.snapshot().buffered.len()));
+    }
+    // Far under flush_bytes, but ten-row batches: a part takes two (a third
+    // would make 30 rows); of the three left, two would leave ten rows
+    // (under half a row group) behind, so the second part takes all three.
+    let report = store.flush().unwrap().expect("something to flush");
+    assert_eq!(*after.lock().unwrap(), vec![3, 0]);
+    assert_eq!(report.segments.len(), 2);
+    assert_eq!(report.rows, 50);
+    assert_exactly(&store, 0..50);
+}
+
+#[test]
 fn a_flush_leaves_no_small_tail_of_segments() {
     let dir = tempfile::tempdir().unwrap();
     let per_batch = {
