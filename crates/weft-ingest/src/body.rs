@@ -233,33 +233,38 @@ impl BodyBatch {
     }
 }
 
-/// The records of a test body as one batch, for protocols' tests (none
-/// when there are no records).
-#[cfg(test)]
-pub(crate) fn logs_of(out: &BodyBatch) -> Option<RecordBatch> {
-    if out.logs.is_empty() {
+/// Batches of one builder (one per service, see [`BatchBuilder::finish`])
+/// as one batch, in their order; a column some lack is null in their rows.
+/// `None` for no batches or when two give one column different types.
+pub fn concat_logs(parts: &[RecordBatch]) -> Option<RecordBatch> {
+    if parts.is_empty() {
         return None;
     }
-    let schema = arrow::datatypes::SchemaRef::new(
-        arrow::datatypes::Schema::try_merge(out.logs.iter().map(|b| b.schema().as_ref().clone()))
+    let schema = Arc::new(
+        arrow::datatypes::Schema::try_merge(parts.iter().map(|b| b.schema().as_ref().clone()))
             .ok()?,
     );
-    let conformed: Vec<RecordBatch> = out
-        .logs
+    let conformed = parts
         .iter()
         .map(|b| {
             let columns = schema
                 .fields()
                 .iter()
                 .map(|f| match b.column_by_name(f.name()) {
-                    Some(c) => std::sync::Arc::clone(c),
+                    Some(c) => Arc::clone(c),
                     None => arrow::array::new_null_array(f.data_type(), b.num_rows()),
                 })
                 .collect();
-            RecordBatch::try_new(std::sync::Arc::clone(&schema), columns).expect("conformed")
+            RecordBatch::try_new(Arc::clone(&schema), columns).ok()
         })
-        .collect();
+        .collect::<Option<Vec<_>>>()?;
     arrow::compute::concat_batches(&schema, &conformed).ok()
+}
+
+/// The records of a test body as one batch, for protocols' tests.
+#[cfg(test)]
+pub(crate) fn logs_of(out: &BodyBatch) -> Option<RecordBatch> {
+    concat_logs(&out.logs)
 }
 
 #[cfg(test)]

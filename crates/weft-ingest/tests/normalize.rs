@@ -57,32 +57,10 @@ fn line_rows(parts: &[RecordBatch]) -> Vec<(usize, usize)> {
 }
 
 /// The builder's batches (one per service) as one batch ordered by
-/// `observed_at`, columns a part lacks filled with nulls.
+/// `observed_at`.
 fn in_line_order(parts: &[RecordBatch]) -> Option<RecordBatch> {
-    use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
-    use arrow::datatypes::Schema;
-    if parts.is_empty() {
-        return None;
-    }
-    let schema = Arc::new(
-        Schema::try_merge(parts.iter().map(|b| b.schema().as_ref().clone()))
-            .expect("parts agree on the types of the columns they share"),
-    );
-    let conformed: Vec<RecordBatch> = parts
-        .iter()
-        .map(|b| {
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| match b.column_by_name(f.name()) {
-                    Some(c) => Arc::clone(c),
-                    None => arrow::array::new_null_array(f.data_type(), b.num_rows()),
-                })
-                .collect();
-            RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
-        })
-        .collect();
-    let all = concat_batches(&schema, &conformed).unwrap();
+    use arrow::compute::{SortOptions, sort_to_indices, take_record_batch};
+    let all = weft_ingest::body::concat_logs(parts)?;
     let order = sort_to_indices(
         all.column_by_name(model::OBSERVED_AT).unwrap(),
         Some(SortOptions::default()),
