@@ -261,12 +261,6 @@ pub fn concat_logs(parts: &[RecordBatch]) -> Option<RecordBatch> {
     arrow::compute::concat_batches(&schema, &conformed).ok()
 }
 
-/// The records of a test body as one batch, for protocols' tests.
-#[cfg(test)]
-pub(crate) fn logs_of(out: &BodyBatch) -> Option<RecordBatch> {
-    concat_logs(&out.logs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

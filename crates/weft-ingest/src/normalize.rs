@@ -179,7 +179,7 @@ impl<'a> Visitor<'a> for Walk {
 }
 
 /// Where a path's values go in this batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Slot {
     /// Not yet checked against reserved names and the field cap.
     Undecided,
@@ -222,16 +222,16 @@ struct Part {
 }
 
 impl Part {
-    /// The finished batch; the part is empty afterwards.
-    fn finish(&mut self) -> RecordBatch {
+    /// The finished batch.
+    fn finish(mut self) -> RecordBatch {
         let rows = self.rows;
-        let ts = |v: &mut Vec<i64>| -> ArrayRef {
-            Arc::new(TimestampNanosecondArray::from(std::mem::take(v)).with_timezone("UTC"))
+        let ts = |v: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
         };
         let mut fields = model::core_fields();
         let mut arrays: Vec<ArrayRef> = vec![
-            ts(&mut self.timestamp),
-            ts(&mut self.observed),
+            ts(self.timestamp),
+            ts(self.observed),
             Arc::new(self.service.finish()),
             Arc::new(self.level.finish()),
             Arc::new(self.message.finish()),
@@ -246,9 +246,6 @@ impl Part {
             fields.push(Field::new(col.name.as_ref(), col.data_type(), true));
             arrays.push(col.finish(rows));
         }
-        self.columns.clear();
-        self.column_of.clear();
-        self.rows = 0;
         let schema = Arc::new(Schema::new(fields));
         RecordBatch::try_new(schema, arrays).expect("columns built to one length")
     }
@@ -778,15 +775,10 @@ impl BatchBuilder {
     pub fn finish(&mut self) -> (Vec<RecordBatch>, Option<RecordBatch>) {
         let rejects = self.rejects.finish();
         self.counts = Counts::default();
-        let logs = self
-            .parts
-            .iter_mut()
-            .filter(|p| p.rows > 0)
-            .map(Part::finish)
-            .collect();
         // Parts start afresh (types may differ in the next batch); path
-        // decisions about the cap and reserved names stay.
-        self.parts.clear();
+        // decisions about the cap and reserved names stay. A part exists
+        // only once a line was written to it.
+        let logs = self.parts.drain(..).map(Part::finish).collect();
         self.part_of.clear();
         self.unnamed = None;
         self.rows = 0;

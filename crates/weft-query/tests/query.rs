@@ -30,8 +30,7 @@ fn normalize(lines: &[String]) -> (Vec<RecordBatch>, Option<RecordBatch>) {
 fn append(data: &DataDir, lines: &[String]) {
     let (logs, rejects) = normalize(lines);
     if !logs.is_empty() {
-        data.append_batches(Table::Logs, &logs.iter().collect::<Vec<_>>(), 0)
-            .unwrap();
+        data.append_batches(Table::Logs, &logs, 0).unwrap();
     }
     if let Some(r) = rejects {
         data.append(Table::Rejects, &r, 0).unwrap();

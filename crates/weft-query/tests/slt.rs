@@ -56,8 +56,7 @@ fn import(data: &DataDir, registry: &Arc<FieldRegistry>, name: &str, observed_at
     }
     let (logs, rejects) = b.finish();
     if !logs.is_empty() {
-        data.append_batches(Table::Logs, &logs.iter().collect::<Vec<_>>(), 0)
-            .unwrap();
+        data.append_batches(Table::Logs, &logs, 0).unwrap();
     }
     if let Some(rejects) = rejects {
         data.append(Table::Rejects, &rejects, 0).unwrap();

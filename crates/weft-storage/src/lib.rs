@@ -336,7 +336,7 @@ impl DataDir {
         batch: &RecordBatch,
         input_bytes: u64,
     ) -> Result<Vec<SegmentMeta>> {
-        self.append_batches(table, &[batch], input_bytes)
+        self.append_batches(table, std::slice::from_ref(batch), input_bytes)
     }
 
     /// [`append`](Self::append) for the rows of several batches (of one
@@ -344,10 +344,11 @@ impl DataDir {
     pub fn append_batches(
         &self,
         table: Table,
-        batches: &[&RecordBatch],
+        batches: &[RecordBatch],
         input_bytes: u64,
     ) -> Result<Vec<SegmentMeta>> {
-        let metas = self.write_segments(table, batches, input_bytes)?;
+        let batches: Vec<&RecordBatch> = batches.iter().collect();
+        let metas = self.write_segments(table, &batches, input_bytes)?;
         if !metas.is_empty() {
             self.publish(&metas, None)?;
         }

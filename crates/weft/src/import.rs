@@ -129,7 +129,6 @@ impl Shared {
         let mut out_bytes = 0;
         let mut segs = 0;
         if !logs.is_empty() {
-            let logs: Vec<_> = logs.iter().collect();
             for m in self.data.append_batches(Table::Logs, &logs, counts.bytes)? {
                 out_bytes += m.bytes;
                 segs += 1;

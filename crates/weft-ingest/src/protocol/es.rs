@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(out.fatal, None);
         assert_eq!(out.counts.accepted, 2);
         assert_eq!(out.counts.rejected, 4);
-        let logs = crate::body::logs_of(&out).unwrap();
+        let logs = crate::body::concat_logs(&out.logs).unwrap();
         assert_eq!(
             column(&logs, "_index"),
             vec![Some("web".into()), Some("app".into())]
@@ -344,7 +344,7 @@ mod tests {
         let errors: Vec<bool> = out.items.iter().map(|i| i.error.is_some()).collect();
         assert_eq!(errors, vec![true, false]);
         assert_eq!(
-            column(&crate::body::logs_of(&out).unwrap(), "m"),
+            column(&crate::body::concat_logs(&out.logs).unwrap(), "m"),
             vec![Some("1".into())]
         );
         assert_eq!(out.errors[0].line, 2);

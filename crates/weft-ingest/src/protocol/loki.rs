@@ -441,7 +441,7 @@ mod tests {
         let out = decode(Format::LokiProtobuf, &req.encode_to_vec());
         assert_eq!(out.fatal, None);
         assert_eq!((out.counts.accepted, out.counts.rejected), (3, 1));
-        let logs = crate::body::logs_of(&out).unwrap();
+        let logs = crate::body::concat_logs(&out.logs).unwrap();
         assert_eq!(
             column(&logs, "message"),
             vec![
@@ -496,7 +496,7 @@ mod tests {
         let out = decode(Format::LokiJson, body);
         assert_eq!(out.fatal, None);
         assert_eq!((out.counts.accepted, out.counts.rejected), (3, 4));
-        let logs = crate::body::logs_of(&out).unwrap();
+        let logs = crate::body::concat_logs(&out.logs).unwrap();
         assert_eq!(
             column(&logs, "service"),
             vec![Some("api".into()), Some("api".into()), None]

@@ -637,7 +637,7 @@ mod tests {
         let out = decode(Format::OtlpProtobuf, &sample().encode_to_vec());
         assert_eq!(out.fatal, None);
         assert_eq!(out.counts.accepted, 2);
-        check_sample(&crate::body::logs_of(&out).unwrap());
+        check_sample(&crate::body::concat_logs(&out.logs).unwrap());
     }
 
     #[test]
@@ -661,7 +661,7 @@ mod tests {
         let out = decode(Format::OtlpJson, body);
         assert_eq!(out.fatal, None);
         assert_eq!((out.counts.accepted, out.counts.rejected), (2, 1));
-        check_sample(&crate::body::logs_of(&out).unwrap());
+        check_sample(&crate::body::concat_logs(&out.logs).unwrap());
         assert_eq!(out.errors[0].line, 2);
         assert!(out.errors[0].reason.to_string().contains("traceId"));
     }
@@ -694,7 +694,7 @@ mod tests {
         prost::encoding::bytes::encode(1, &inner, &mut body);
         let out = decode(Format::OtlpProtobuf, &body);
         assert_eq!(out.fatal, None);
-        check_sample(&crate::body::logs_of(&out).unwrap());
+        check_sample(&crate::body::concat_logs(&out.logs).unwrap());
         // Good records, then bytes that do not decode: nothing is stored.
         let mut bad = sample().encode_to_vec();
         bad.extend_from_slice(b"\x0a\x05\x12\x03");

@@ -31,8 +31,7 @@ fn app(dir: &std::path::Path) -> axum::Router {
             b.push_line(&src, i as u64 + 1, l.as_bytes());
         }
         let logs = b.finish().0;
-        data.append_batches(Table::Logs, &logs.iter().collect::<Vec<_>>(), 0)
-            .unwrap();
+        data.append_batches(Table::Logs, &logs, 0).unwrap();
     }
     let engine = Engine::open(dir, QueryOptions::default()).unwrap();
     router(Arc::new(AppState::new(

@@ -26,10 +26,6 @@ fn batch(lines: &[String]) -> (Vec<RecordBatch>, Option<RecordBatch>) {
     (logs, rejects)
 }
 
-fn refs(batches: &[RecordBatch]) -> Vec<&RecordBatch> {
-    batches.iter().collect()
-}
-
 fn read(path: &std::path::Path) -> RecordBatch {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
         .unwrap()
@@ -69,9 +65,7 @@ fn segments_are_partitioned_by_hour_sorted_and_published_in_the_manifest() {
     let data = DataDir::open_writer(dir.path(), SegmentOptions::default()).unwrap();
     let input = lines();
     let (logs, _) = batch(&input);
-    let metas = data
-        .append_batches(Table::Logs, &refs(&logs), 12_345)
-        .unwrap();
+    let metas = data.append_batches(Table::Logs, &logs, 12_345).unwrap();
     assert_eq!(metas.len(), 3, "one segment per hour");
     let paths: Vec<&str> = metas.iter().map(|m| m.path.as_str()).collect();
     assert!(
@@ -206,14 +200,14 @@ fn readers_reload_only_a_changed_manifest() {
     let reader = DataDir::open_reader(dir.path()).unwrap();
     assert!(reader.manifest().segments.is_empty());
     let (logs, _) = batch(&lines()[..10]);
-    let first = data.append_batches(Table::Logs, &refs(&logs), 0).unwrap();
+    let first = data.append_batches(Table::Logs, &logs, 0).unwrap();
     reader.reload().unwrap();
     assert_eq!(reader.manifest().segments, first);
     reader.reload().unwrap();
     assert_eq!(reader.manifest().segments, first, "unchanged manifest kept");
     // Published twice in quick succession: each one is seen.
     for _ in 0..3 {
-        let more = data.append_batches(Table::Logs, &refs(&logs), 0).unwrap();
+        let more = data.append_batches(Table::Logs, &logs, 0).unwrap();
         reader.reload().unwrap();
         assert_eq!(reader.manifest().segments, data.manifest().segments);
         assert!(more.iter().all(|m| reader.manifest().segments.contains(m)));
@@ -238,7 +232,7 @@ fn unpublished_files_are_removed_on_open() {
     {
         let data = DataDir::open_writer(dir.path(), SegmentOptions::default()).unwrap();
         let (logs, _) = batch(&lines()[..10]);
-        data.append_batches(Table::Logs, &refs(&logs), 1).unwrap();
+        data.append_batches(Table::Logs, &logs, 1).unwrap();
     }
     // A crash between the segment rename and the manifest update leaves a file
     // the manifest does not list, and a crash mid-write leaves a temp file.
