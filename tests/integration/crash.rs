@@ -130,19 +130,25 @@ fn client(c: u64, seed: u64, shared: &Shared) -> ClientReport {
 
 /// The daemon's settings for one cycle: vary flushing so kills land with a
 /// full buffer, during age- and size-triggered flushes, during WAL rotation,
-/// and while the buffer is full (429).
+/// while the buffer is full (429), and while the process is over its
+/// resident cap (429, and a flush at once whenever something is buffered).
 fn cycle_options(cycle: u64, config: &std::path::Path) -> DaemonOptions {
     let o = DaemonOptions::default();
-    match cycle % 4 {
-        0 => o,
+    // Six cases against a clean stop every fifth cycle: over 30 cycles
+    // each case meets both kinds of stop.
+    match cycle % 6 {
         1 => o.env("WEFT_FLUSH_AGE_SECS", "0.2"),
         2 => o
             .env("WEFT_FLUSH_AGE_SECS", "0.05")
             .arg("--config")
             .arg(config.to_str().expect("utf-8 path")),
-        _ => o
+        3 => o
             .env("WEFT_FLUSH_AGE_SECS", "0.2")
             .env("WEFT_MAX_BUFFER_BYTES", "262144"),
+        4 => o
+            .env("WEFT_FLUSH_AGE_SECS", "0.2")
+            .env("WEFT_MAX_RESIDENT_BYTES", "1"),
+        _ => o,
     }
 }
 

@@ -5,8 +5,10 @@
 //! read, the in-flight byte budget spent → 429, then the body is read under
 //! the limit (413 past it; a client that goes away mid-body commits
 //! nothing), decompressed under its own cap (413 for a bomb, 400 for a
-//! corrupt stream) and stored off the async runtime. 429 and 503 carry
-//! `Retry-After`.
+//! corrupt stream) and stored off the async runtime, which refuses with 429
+//! when the write path or the process is at its memory cap (checked once
+//! the body is read: a refusal before it leaves the client writing into a
+//! closed connection). 429 and 503 carry `Retry-After`.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -320,16 +322,7 @@ pub(crate) async fn store_body(
             format!("body decompresses to more than the {cap}-byte limit"),
         )),
         Ok(Err(Refusal::Corrupt(msg))) => Err(refuse(state, source, StatusCode::BAD_REQUEST, msg)),
-        Ok(Err(Refusal::Store(e))) => {
-            let status = match e {
-                IngestError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-                IngestError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                IngestError::NotReady | IngestError::Unavailable(_) | IngestError::ShuttingDown => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
-            Err(refuse(state, source, status, e.to_string()))
-        }
+        Ok(Err(Refusal::Store(e))) => Err(refuse(state, source, status_of(&e), e.to_string())),
         Err(e) => {
             tracing::error!(error = %e, "ingest task failed");
             Err(refuse(
@@ -338,6 +331,19 @@ pub(crate) async fn store_body(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error".into(),
             ))
+        }
+    }
+}
+
+/// The answer to a store's refusal: 429 for load, 503 for trouble.
+fn status_of(e: &IngestError) -> StatusCode {
+    match e {
+        IngestError::Overloaded { .. } | IngestError::MemoryFull { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        IngestError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        IngestError::NotReady | IngestError::Unavailable(_) | IngestError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
     }
 }

@@ -197,6 +197,12 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "gauge",
         load(&m.inflight_bytes),
     );
+    t.one(
+        "weft_process_resident_bytes",
+        "Resident memory of the whole process, as the kernel counts it (what the resident cap checks).",
+        "gauge",
+        weft_storage::resident::resident_bytes() as u64,
+    );
     t.family(
         "weft_rejects_total",
         "Lines rejected, by reason.",

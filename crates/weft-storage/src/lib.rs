@@ -23,6 +23,7 @@
 pub mod buffer;
 pub mod idindex;
 pub mod manifest;
+pub mod resident;
 pub mod segment;
 pub mod store;
 pub mod wal;

@@ -51,6 +51,12 @@ pub struct StoreOptions {
     /// requests being normalized (reserved before they are built) and what
     /// a running flush holds beyond the buffer (see [`WriteMemory`]).
     pub max_buffer_bytes: usize,
+    /// Refuse ingest (429) while the process's resident memory, plus what
+    /// the request and those being normalized are about to add, would pass
+    /// this: the whole process as the kernel counts it, allocator slack and
+    /// all, not only what the write path counts. Refusing also starts a
+    /// flush, which is what frees memory. 0 turns the check off.
+    pub max_resident_bytes: usize,
     /// Longest line taken; longer ones are rejects.
     pub max_line: usize,
     /// How many idempotency keys are remembered (oldest forgotten first).
@@ -64,6 +70,7 @@ impl Default for StoreOptions {
             flush_bytes: 128 << 20,
             flush_age_secs: 10.0,
             max_buffer_bytes: 512 << 20,
+            max_resident_bytes: 1 << 30,
             max_line: 1 << 20,
             idempotency_keys: 100_000,
         }
@@ -113,8 +120,12 @@ pub struct IngestOutcome {
 pub enum IngestError {
     #[error("not ready: the WAL is being replayed")]
     NotReady,
-    #[error("write buffer full ({bytes} bytes); segments are being written, retry shortly")]
+    #[error("write path full ({bytes} bytes held); segments are being written, retry shortly")]
     Overloaded { bytes: usize },
+    #[error(
+        "memory full: the process holds {resident} bytes of its {cap}-byte cap; segments are being written, retry shortly"
+    )]
+    MemoryFull { resident: usize, cap: usize },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("idempotency key {0:?} was used before for a different body")]
@@ -215,6 +226,9 @@ impl WriteMemory {
     }
 }
 
+/// Reads the process's resident memory, in bytes.
+type ResidentProbe = dyn Fn() -> usize + Send + Sync;
+
 /// Arrow memory per input byte assumed for a request before any batch was
 /// built, in thousandths.
 const START_MEMORY_PER_INPUT: u64 = 4_000;
@@ -267,6 +281,12 @@ pub struct Store {
     stats: Arc<StoreStats>,
     /// Reserved for requests being normalized (see [`WriteMemory`]).
     decoding: Arc<AtomicUsize>,
+    /// Reads the process's resident memory (see [`Store::set_resident_probe`]).
+    resident: Mutex<Arc<ResidentProbe>>,
+    /// Set when ingest was refused for the resident cap: flush now.
+    pressure: AtomicBool,
+    /// The largest flush working set seen (beyond the buffer it reads).
+    flush_peak: AtomicUsize,
     /// Arrow memory per input byte of recent requests, in thousandths:
     /// what a reservation assumes before the batches are built.
     memory_per_input: AtomicU64,
@@ -345,6 +365,9 @@ impl Store {
             keys_done: Condvar::new(),
             stats,
             decoding: Arc::default(),
+            resident: Mutex::new(Arc::new(crate::resident::resident_bytes)),
+            pressure: AtomicBool::new(false),
+            flush_peak: AtomicUsize::new(0),
             memory_per_input: AtomicU64::new(START_MEMORY_PER_INPUT),
         });
         store.load_keys()?;
@@ -535,31 +558,73 @@ impl Store {
         }
         let bytes = self.write_memory().total();
         if bytes >= self.options.max_buffer_bytes {
-            return Some(self.overloaded(bytes));
+            return Some(self.overloaded(IngestError::Overloaded { bytes }));
         }
         None
     }
 
-    fn overloaded(&self, bytes: usize) -> IngestError {
-        // Segments cannot be written: that is not load, it is trouble.
+    /// `refusal`, unless segments cannot be written: that is not load, it
+    /// is trouble.
+    fn overloaded(&self, refusal: IngestError) -> IngestError {
         match lock(&self.flush_error).clone() {
             Some(reason) => IngestError::Unavailable(format!("cannot write segments: {reason}")),
-            None => IngestError::Overloaded { bytes },
+            None => refusal,
         }
     }
 
+    /// Sets where the process's resident memory is read from: the kernel's
+    /// count unless set, for tests and for embedders measured otherwise.
+    pub fn set_resident_probe(&self, probe: impl Fn() -> usize + Send + Sync + 'static) {
+        *lock(&self.resident) = Arc::new(probe);
+    }
+
+    /// Refuses when the process's resident memory plus `coming` bytes, not
+    /// allocated yet, would pass [`StoreOptions::max_resident_bytes`], and
+    /// asks the flusher to write the buffer out. `held` is what the write
+    /// path holds: with nothing held, refusing would free nothing, so the
+    /// request goes ahead.
+    fn resident_refusal(&self, held: usize, coming: usize) -> Option<IngestError> {
+        let cap = self.options.max_resident_bytes;
+        if cap == 0 || held == 0 {
+            return None;
+        }
+        let probe = Arc::clone(&lock(&self.resident));
+        let resident = probe();
+        if resident.saturating_add(coming) <= cap {
+            return None;
+        }
+        self.pressure.store(true, Ordering::Release);
+        Some(self.overloaded(IngestError::MemoryFull { resident, cap }))
+    }
+
     /// Reserves memory for the batches of `input_bytes` of input, or
-    /// refuses when the write path would pass its cap with them. A request
-    /// alone may always have the whole cap.
+    /// refuses when the write path would pass its cap with them, or the
+    /// process its resident cap. A request alone may always have the whole
+    /// cap.
     fn reserve(&self, input_bytes: usize) -> std::result::Result<Reservation, IngestError> {
         let per_input = self.memory_per_input.load(Ordering::Relaxed) as usize;
         let bytes = input_bytes.saturating_mul(per_input) / 1000;
         let max = self.options.max_buffer_bytes;
         let mut cur = self.decoding.load(Ordering::Acquire);
+        let flushing = self.data.flush_memory();
+        // A flush, running or about to start, may grow to the largest
+        // working set seen so far, and allocates about as much again that
+        // is not counted (zstd contexts and page buffers per column: 22 MiB
+        // under heaptrack, against 25-43 MB counted; benches/README.md).
+        let peak = self
+            .flush_peak
+            .fetch_max(flushing, Ordering::Relaxed)
+            .max(flushing);
+        let flush_growth = (2 * peak).saturating_sub(flushing);
         loop {
-            let held = self.data.buffer_usage().0 + self.data.flush_memory() + cur;
+            let held = self.data.buffer_usage().0 + flushing + cur;
             if held > 0 && held.saturating_add(bytes) > max {
-                return Err(self.overloaded(held));
+                return Err(self.overloaded(IngestError::Overloaded { bytes: held }));
+            }
+            // What requests being normalized and the flush will add is not
+            // resident yet.
+            if let Some(refusal) = self.resident_refusal(held, cur + bytes + flush_growth) {
+                return Err(refusal);
             }
             match self.decoding.compare_exchange_weak(
                 cur,
@@ -706,7 +771,8 @@ impl Store {
         *lock(&self.after_flush) = Some(Box::new(f));
     }
 
-    /// Starts the thread that flushes by size and age.
+    /// Starts the thread that flushes by size and age, and at once after
+    /// ingest was refused for the resident cap.
     pub fn start_flusher(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let stop = Arc::clone(&self.stop);
@@ -727,8 +793,10 @@ impl Store {
                     }
                     let Some(store) = weak.upgrade() else { return };
                     let (bytes, age) = store.data.buffer_usage();
+                    let pressed = store.pressure.swap(false, Ordering::AcqRel);
                     let due = bytes >= store.options.flush_bytes
-                        || age.is_some_and(|a| a.as_secs_f64() >= store.options.flush_age_secs);
+                        || age.is_some_and(|a| a.as_secs_f64() >= store.options.flush_age_secs)
+                        || (pressed && bytes > 0);
                     if due && let Err(e) = store.flush() {
                         tracing::error!(error = %e, "flush failed; the rows stay in the buffer and the WAL");
                     }

@@ -65,6 +65,7 @@ pub(crate) const ENV_VARS: &[(&str, &str)] = &[
     ("WEFT_LOG_FORMAT", "serve.log_format"),
     ("WEFT_MAX_BODY_BYTES", "serve.limits.max_body_bytes"),
     ("WEFT_MAX_BUFFER_BYTES", "serve.store.max_buffer_bytes"),
+    ("WEFT_MAX_RESIDENT_BYTES", "serve.store.max_resident_bytes"),
     ("WEFT_FLUSH_AGE_SECS", "serve.store.flush_age_secs"),
 ];
 
@@ -118,6 +119,9 @@ impl Config {
                 "WEFT_LOG_FORMAT" => self.serve.log_format = Some(v),
                 "WEFT_MAX_BODY_BYTES" => self.serve.limits.max_body_bytes = parse(var, &v)?,
                 "WEFT_MAX_BUFFER_BYTES" => self.serve.store.max_buffer_bytes = parse(var, &v)?,
+                "WEFT_MAX_RESIDENT_BYTES" => {
+                    self.serve.store.max_resident_bytes = parse(var, &v)?;
+                }
                 "WEFT_FLUSH_AGE_SECS" => self.serve.store.flush_age_secs = parse(var, &v)?,
                 _ => unreachable!("every ENV_VARS entry is handled"),
             }
@@ -174,11 +178,13 @@ mod tests {
         let env = |k: &str| match k {
             "WEFT_LISTEN" => Some("127.0.0.1:9".to_owned()),
             "WEFT_MAX_BODY_BYTES" => Some("77".to_owned()),
+            "WEFT_MAX_RESIDENT_BYTES" => Some("1000000".to_owned()),
             _ => None,
         };
         c.apply_env(env).unwrap();
         assert_eq!(c.serve.listen, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(c.serve.limits.max_body_bytes, 77);
+        assert_eq!(c.serve.store.max_resident_bytes, 1_000_000);
         let bad = |k: &str| (k == "WEFT_MAX_BODY_BYTES").then(|| "lots".to_owned());
         let e = c.apply_env(bad).unwrap_err().to_string();
         assert!(e.contains("WEFT_MAX_BODY_BYTES"), "{e}");

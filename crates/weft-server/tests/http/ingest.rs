@@ -248,6 +248,28 @@ async fn overload_is_429_and_not_ready_is_503_both_with_retry_after() {
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
     assert_eq!(a.headers["retry-after"], "1");
 
+    // Every process is over a one-byte resident cap; the first request
+    // still goes ahead (the write path holds nothing a refusal would free),
+    // the next is refused.
+    let capped = app_with(
+        StoreOptions {
+            max_resident_bytes: 1,
+            ..StoreOptions::default()
+        },
+        IngestLimits::default(),
+        true,
+    );
+    assert_eq!(
+        post(&capped, "/v1/ingest", &[], lines(2)).await.status,
+        StatusCode::OK
+    );
+    let a = post(&capped, "/v1/ingest", &[], lines(2)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
+    assert_eq!(a.headers["retry-after"], "1");
+    let error = a.json["error"].as_str().unwrap();
+    assert!(error.starts_with("memory full"), "{error}");
+    assert_eq!(count(&capped, "SELECT count(*) FROM logs").await, 2);
+
     let unready = app_with(StoreOptions::default(), IngestLimits::default(), false);
     let r = send(
         &unready,
@@ -329,6 +351,13 @@ async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
         text.contains("weft_buffer_bytes{tenant=\"default\"} "),
         "{text}"
     );
+    let resident: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weft_process_resident_bytes "))
+        .unwrap_or_else(|| panic!("no resident gauge in\n{text}"))
+        .parse()
+        .unwrap();
+    assert!(resident > 1 << 20, "{resident}");
 }
 
 /// A small valid body for each shipper endpoint, with its content type.

@@ -439,6 +439,78 @@ fn a_full_buffer_refuses_without_storing() {
 }
 
 #[test]
+fn the_resident_cap_refuses_and_flushes_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const CAP: usize = 100 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unreplayed(
+        dir.path(),
+        StoreOptions {
+            max_resident_bytes: CAP,
+            // Neither size nor age would flush during the test.
+            flush_age_secs: 3600.0,
+            ..StoreOptions::default()
+        },
+    );
+    let resident = Arc::new(AtomicUsize::new(10 << 20));
+    let probe = Arc::clone(&resident);
+    store.set_resident_probe(move || probe.load(Ordering::Relaxed));
+    store.replay().unwrap();
+    store.ingest(request(body(0..10), None)).unwrap();
+    store.ingest(request(body(10..20), None)).unwrap();
+
+    // The process is a little under its cap: a request whose batches
+    // would take it past is refused, and nothing of it is kept.
+    resident.store(CAP - 1000, Ordering::Relaxed);
+    match store.ingest(request(body(20..30), None)) {
+        Err(e @ IngestError::MemoryFull { resident, cap }) => {
+            assert_eq!((resident, cap), (CAP - 1000, CAP));
+            assert!(e.to_string().starts_with("memory full"), "{e}");
+        }
+        other => panic!("expected MemoryFull, got {other:?}"),
+    }
+    assert_exactly(&store, 0..20);
+
+    // The refusal asked for a flush: the flusher writes the buffer out
+    // though it is neither big nor old.
+    store.start_flusher();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.write_memory() != WriteMemory::default() {
+        assert!(std::time::Instant::now() < deadline, "no flush");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let flushed: u64 = store
+        .data()
+        .manifest()
+        .segments(Table::Logs)
+        .map(|s| s.rows)
+        .sum();
+    assert_eq!(flushed, 20);
+    // With nothing held, refusing would free nothing: the request goes
+    // ahead though the process is still near its cap.
+    store.ingest(request(body(20..30), None)).unwrap();
+    assert_exactly(&store, 0..30);
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn a_resident_cap_of_zero_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unreplayed(
+        dir.path(),
+        StoreOptions {
+            max_resident_bytes: 0,
+            ..StoreOptions::default()
+        },
+    );
+    store.set_resident_probe(|| usize::MAX);
+    store.replay().unwrap();
+    store.ingest(request(body(0..10), None)).unwrap();
+    store.ingest(request(body(10..20), None)).unwrap();
+    assert_exactly(&store, 0..20);
+}
+
+#[test]
 fn the_cap_counts_a_request_before_its_batches_are_built() {
     // One request's batches, measured on a store of its own.
     let probe_dir = tempfile::tempdir().unwrap();
