@@ -2,7 +2,9 @@
 //!
 //! Checked in the order a shipper's retry logic needs: not ready or storage
 //! trouble → 503, a declared body over the limit → 413 before anything is
-//! read, the in-flight byte budget spent → 429, then the body is read under
+//! read, the in-flight byte budget spent → 429 (a 503 or 429 is sent once
+//! the body has been read and dropped: a client still writing it into a
+//! closed connection would see a reset instead), then the body is read under
 //! the limit (413 past it; a client that goes away mid-body commits
 //! nothing), decompressed under its own cap (413 for a bomb, 400 for a
 //! corrupt stream) and stored off the async runtime, which refuses with 429
@@ -200,7 +202,9 @@ pub(crate) async fn store_body(
             "this server is read-only: no store is open".into(),
         ));
     };
+    let limit = state.ingest.max_body_bytes;
     if let Some(reason) = store.unavailable() {
+        discard(body, limit).await;
         return Err(refuse(
             state,
             source,
@@ -208,7 +212,6 @@ pub(crate) async fn store_body(
             reason,
         ));
     }
-    let limit = state.ingest.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -245,6 +248,7 @@ pub(crate) async fn store_body(
             .min(state.ingest.max_decompressed_bytes)
     };
     let Some(_reservation) = reserve(state, expect) else {
+        discard(body, limit).await;
         return Err(refuse(
             state,
             source,
@@ -333,6 +337,15 @@ pub(crate) async fn store_body(
             ))
         }
     }
+}
+
+/// Reads a refused request's body to its end (or past `limit`), dropping
+/// each piece as it comes, so that a client which writes its whole body
+/// before reading gets the answer, not a connection reset.
+async fn discard(body: Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, limit);
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// The answer to a store's refusal: 429 for load, 503 for trouble.

@@ -466,3 +466,83 @@ async fn shipper_endpoints_share_the_refusals_shippers_retry_on() {
     assert_eq!(count(&small, "SELECT count(*) FROM logs").await, 0);
     assert_eq!(count(&capped, "SELECT count(*) FROM logs").await, 0);
 }
+
+/// Posts an NDJSON body of `body_len` bytes on a fresh blocking connection
+/// to `addr`, written whole before the answer is read, as simple clients
+/// do; returns the answer as text.
+fn post_raw(addr: std::net::SocketAddr, body_len: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+    )?;
+    let line = b"{\"message\":\"refused\"}\n";
+    let body: Vec<u8> = line.iter().copied().cycle().take(body_len).collect();
+    s.write_all(&body)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_inflight_budget_is_429_answered_after_the_body() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(
+        StoreOptions::default(),
+        IngestLimits {
+            max_inflight_bytes: 1 << 20,
+            ..IngestLimits::default()
+        },
+        true,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+
+    // A slow client declares 1 MiB, sends a few bytes and waits: its
+    // reservation spends the whole budget.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n{\"a\":",
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = app
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if text.contains("weft_ingest_inflight_bytes 1048576") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reservation:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // Another client writes a 16 MiB body whole before reading: more than
+    // the socket buffers hold, so it gets its answer only if the server
+    // reads the body before refusing it.
+    let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20))
+        .await
+        .unwrap()
+        .expect("the refused client reads a clean answer, not a reset");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("too many bytes in flight"), "{answer}");
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
+    drop(slow);
+    server.abort();
+}
