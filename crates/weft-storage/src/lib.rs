@@ -111,6 +111,8 @@ pub struct DataDir {
     /// Memory the running segment write holds beyond the buffer (see
     /// [`Rows::tracked`](segment::Rows::tracked)).
     flushing: Arc<AtomicUsize>,
+    /// The highest resident memory seen during the running flush.
+    flush_resident: Arc<AtomicUsize>,
 }
 
 /// What a query must see in one piece.
@@ -153,6 +155,11 @@ pub struct FlushReport {
     pub checkpoint: u64,
     pub rows: u64,
     pub elapsed: Duration,
+    /// How far the process's resident memory rose above where it stood
+    /// when the flush began, at its highest while writing (sampled as each
+    /// chunk of rows is written). It includes whatever else the process
+    /// allocated meanwhile.
+    pub resident_growth: usize,
 }
 
 impl FlushReport {
@@ -162,6 +169,7 @@ impl FlushReport {
         self.checkpoint = self.checkpoint.max(later.checkpoint);
         self.rows += later.rows;
         self.elapsed += later.elapsed;
+        self.resident_growth = self.resident_growth.max(later.resident_growth);
         self
     }
 }
@@ -193,6 +201,7 @@ impl DataDir {
             }),
             options,
             flushing: Arc::default(),
+            flush_resident: Arc::default(),
         };
         dir.remove_unpublished()?;
         Ok(dir)
@@ -217,6 +226,7 @@ impl DataDir {
             }),
             options: SegmentOptions::default(),
             flushing: Arc::default(),
+            flush_resident: Arc::default(),
         })
     }
 
@@ -400,6 +410,8 @@ impl DataDir {
             return Ok(None);
         };
         let checkpoint = last.lsn;
+        let resident_start = crate::resident::resident_bytes();
+        self.flush_resident.store(resident_start, Ordering::Relaxed);
         let input_bytes: u64 = taken.iter().map(|b| b.input_bytes).sum();
         let mut metas = Vec::new();
         let mut rows = 0;
@@ -415,6 +427,10 @@ impl DataDir {
             checkpoint,
             rows,
             elapsed: started.elapsed(),
+            resident_growth: self
+                .flush_resident
+                .load(Ordering::Relaxed)
+                .saturating_sub(resident_start),
         }))
     }
 
@@ -468,7 +484,9 @@ impl DataDir {
         let hours = all.by_hour(time_col)?;
         let addresses = hours.iter().map(|h| h.rows.capacity()).sum::<usize>()
             * std::mem::size_of::<segment::RowAddr>();
-        let all = all.tracked(Arc::clone(&self.flushing), addresses);
+        let all = all
+            .tracked(Arc::clone(&self.flushing), addresses)
+            .watch_resident(Arc::clone(&self.flush_resident));
         let mut metas = Vec::new();
         for mut hour in hours {
             let sorted = match table {

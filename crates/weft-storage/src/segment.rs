@@ -89,6 +89,9 @@ pub struct Rows {
     owned: usize,
     /// Where the memory a write holds is reported (see [`Rows::tracked`]).
     gauge: Arc<AtomicUsize>,
+    /// The highest resident memory of the process seen while writing, when
+    /// watched (see [`Rows::watch_resident`]).
+    resident_peak: Option<Arc<AtomicUsize>>,
 }
 
 /// Where one column's values come from.
@@ -204,6 +207,7 @@ impl Rows {
             batch_rows: batches.iter().map(|b| b.num_rows()).collect(),
             owned,
             gauge: Arc::default(),
+            resident_peak: None,
         })
     }
 
@@ -219,8 +223,20 @@ impl Rows {
         self
     }
 
+    /// These rows, raising `peak` to the process's resident memory each
+    /// time a write of them reports what it holds: what the kernel counts
+    /// includes what the gauge cannot (the encoder's compression contexts,
+    /// memory the allocator keeps).
+    pub fn watch_resident(mut self, peak: Arc<AtomicUsize>) -> Self {
+        self.resident_peak = Some(peak);
+        self
+    }
+
     fn hold(&self, working: usize) {
         self.gauge.store(self.owned + working, Ordering::Relaxed);
+        if let Some(peak) = &self.resident_peak {
+            peak.fetch_max(crate::resident::resident_bytes(), Ordering::Relaxed);
+        }
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -903,7 +919,10 @@ mod tests {
         let owned = rows.owned;
         assert!(owned > 0);
         let gauge = Arc::new(AtomicUsize::new(0));
-        let rows = rows.tracked(Arc::clone(&gauge), 64);
+        let peak = Arc::new(AtomicUsize::new(0));
+        let rows = rows
+            .tracked(Arc::clone(&gauge), 64)
+            .watch_resident(Arc::clone(&peak));
         let held = || gauge.load(Ordering::Relaxed);
         assert_eq!(held(), owned + 64);
         rows.sort_logs(&mut addrs).unwrap();
@@ -916,6 +935,9 @@ mod tests {
         write_rows(&path, &rows, &addrs, props).unwrap();
         // Last reported: the encoder's open row group, before it was closed.
         assert!(held() > owned + 64, "{}", held());
+        // The process's resident memory was read as the write went.
+        #[cfg(target_os = "linux")]
+        assert!(peak.load(Ordering::Relaxed) > 1 << 20);
     }
 
     #[test]

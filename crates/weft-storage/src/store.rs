@@ -287,6 +287,9 @@ pub struct Store {
     pressure: AtomicBool,
     /// The largest flush working set seen (beyond the buffer it reads).
     flush_peak: AtomicUsize,
+    /// How far recent flush parts raised the process's resident memory:
+    /// the largest, losing an eighth with each part that rose less.
+    flush_resident_growth: AtomicUsize,
     /// Arrow memory per input byte of recent requests, in thousandths:
     /// what a reservation assumes before the batches are built.
     memory_per_input: AtomicU64,
@@ -368,6 +371,7 @@ impl Store {
             resident: Mutex::new(Arc::new(crate::resident::resident_bytes)),
             pressure: AtomicBool::new(false),
             flush_peak: AtomicUsize::new(0),
+            flush_resident_growth: AtomicUsize::new(0),
             memory_per_input: AtomicU64::new(START_MEMORY_PER_INPUT),
         });
         store.load_keys()?;
@@ -610,12 +614,15 @@ impl Store {
         // A flush, running or about to start, may grow to the largest
         // working set seen so far, and allocates about as much again that
         // is not counted (zstd contexts and page buffers per column: 22 MiB
-        // under heaptrack, against 25-43 MB counted; benches/README.md).
+        // under heaptrack, against 25-43 MB counted; benches/README.md);
+        // or, when more, by what recent flushes added to the resident set.
         let peak = self
             .flush_peak
             .fetch_max(flushing, Ordering::Relaxed)
             .max(flushing);
-        let flush_growth = (2 * peak).saturating_sub(flushing);
+        let flush_growth = (2 * peak)
+            .saturating_sub(flushing)
+            .max(self.flush_resident_growth.load(Ordering::Relaxed));
         loop {
             let held = self.data.buffer_usage().0 + flushing + cur;
             if held > 0 && held.saturating_add(bytes) > max {
@@ -752,6 +759,11 @@ impl Store {
         self.stats
             .flushed_rows
             .fetch_add(report.rows, Ordering::Relaxed);
+        let seen = self.flush_resident_growth.load(Ordering::Relaxed);
+        self.flush_resident_growth.store(
+            report.resident_growth.max(seen - seen / 8),
+            Ordering::Relaxed,
+        );
         self.save_keys()?;
         if let Some(tx) = lock(&self.tx).clone() {
             let (reply, answer) = sync_channel(1);
