@@ -13,7 +13,7 @@ const FRESH: Duration = Duration::from_millis(5);
 
 static LAST: Mutex<Option<(Instant, usize)>> = Mutex::new(None);
 
-/// This process's resident set size in bytes, at most [`FRESH`] old; 0
+/// This process's resident set size in bytes, at most 5 ms old; 0
 /// where the system does not tell (no `/proc`).
 pub fn resident_bytes() -> usize {
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());

@@ -232,43 +232,30 @@ async fn a_body_that_breaks_off_commits_nothing() {
 
 #[tokio::test]
 async fn overload_is_429_and_not_ready_is_503_both_with_retry_after() {
-    let full = app_with(
-        StoreOptions {
-            max_buffer_bytes: 1,
-            ..StoreOptions::default()
-        },
-        IngestLimits::default(),
-        true,
-    );
-    assert_eq!(
-        post(&full, "/v1/ingest", &[], lines(2)).await.status,
-        StatusCode::OK
-    );
-    let a = post(&full, "/v1/ingest", &[], lines(2)).await;
-    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
-    assert_eq!(a.headers["retry-after"], "1");
-
-    // Every process is over a one-byte resident cap; the first request
-    // still goes ahead (the write path holds nothing a refusal would free),
-    // the next is refused.
-    let capped = app_with(
-        StoreOptions {
-            max_resident_bytes: 1,
-            ..StoreOptions::default()
-        },
-        IngestLimits::default(),
-        true,
-    );
-    assert_eq!(
-        post(&capped, "/v1/ingest", &[], lines(2)).await.status,
-        StatusCode::OK
-    );
-    let a = post(&capped, "/v1/ingest", &[], lines(2)).await;
-    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
-    assert_eq!(a.headers["retry-after"], "1");
-    let error = a.json["error"].as_str().unwrap();
-    assert!(error.starts_with("memory full"), "{error}");
-    assert_eq!(count(&capped, "SELECT count(*) FROM logs").await, 2);
+    // The write path at its cap, and every process over a one-byte
+    // resident cap: the first request still goes ahead (the write path
+    // holds nothing a refusal would free), the next is refused.
+    let write_path = StoreOptions {
+        max_buffer_bytes: 1,
+        ..StoreOptions::default()
+    };
+    let resident = StoreOptions {
+        max_resident_bytes: 1,
+        ..StoreOptions::default()
+    };
+    for (options, why) in [(write_path, "write path full"), (resident, "memory full")] {
+        let full = app_with(options, IngestLimits::default(), true);
+        assert_eq!(
+            post(&full, "/v1/ingest", &[], lines(2)).await.status,
+            StatusCode::OK
+        );
+        let a = post(&full, "/v1/ingest", &[], lines(2)).await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.json);
+        assert_eq!(a.headers["retry-after"], "1");
+        let error = a.json["error"].as_str().unwrap();
+        assert!(error.starts_with(why), "{error}");
+        assert_eq!(count(&full, "SELECT count(*) FROM logs").await, 2);
+    }
 
     let unready = app_with(StoreOptions::default(), IngestLimits::default(), false);
     let r = send(
