@@ -77,6 +77,18 @@ async fn post(app: &App, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> 
     send(app, req.body(Body::from(body)).unwrap()).await
 }
 
+/// The `/metrics` page as text.
+async fn metrics_text(app: &App) -> String {
+    let resp = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 async fn count(app: &App, sql: &str) -> Value {
     let req = Request::builder()
         .method("POST")
@@ -306,21 +318,7 @@ async fn request_ids_are_echoed_or_made_up_and_metrics_count_ingest() {
     let b = post(&app, "/v1/ingest", &[], body).await;
     let made_up = b.headers["x-request-id"].to_str().unwrap();
     assert!(!made_up.is_empty());
-    let resp = app
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&app).await;
     for want in [
         "weft_ingest_lines_total{source=\"ndjson\",outcome=\"accepted\"} 3",
         "weft_ingest_lines_total{source=\"ndjson\",outcome=\"rejected\"} 1",
@@ -498,14 +496,7 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let resp = app
-            .router
-            .clone()
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = metrics_text(&app).await;
         if text.contains("weft_ingest_inflight_bytes 1048576") {
             break;
         }
