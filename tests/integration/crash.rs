@@ -241,6 +241,11 @@ fn acknowledged_writes_survive_sigkill_exactly_once() {
         .collect();
     let total_rows = d.scalar("SELECT count(*) FROM logs");
     let rejects = d.scalar("SELECT count(*) FROM rejects");
+    let manifest = std::fs::read(data.join("manifest.json")).unwrap_or_default();
+    let segments = serde_json::from_slice::<Value>(&manifest)
+        .ok()
+        .and_then(|m| m["segments"].as_array().map(Vec::len))
+        .unwrap_or(0);
     let mut missing: Vec<u64> = acked
         .iter()
         .copied()
@@ -251,12 +256,14 @@ fn acknowledged_writes_survive_sigkill_exactly_once() {
 
     eprintln!(
         "crash: cycles={done}/{cycles}{} sigterm={stops} sent={sent} acked={} present={} rows={total_rows} \
-         duplicates={} missing={} rejects={rejects} answers={answers:?} elapsed={:.1}s seed={seed:#x}",
+         duplicates={} missing={} rejects={rejects} answers={answers:?} segments={segments} \
+         manifest_bytes={} elapsed={:.1}s seed={seed:#x}",
         if cut_short { " (time limit)" } else { "" },
         acked.len(),
         present.len(),
         duplicates.len(),
         missing.len(),
+        manifest.len(),
         started.elapsed().as_secs_f64(),
     );
 

@@ -339,6 +339,11 @@ impl Engine {
         }
     }
 
+    /// How many segments' id indexes are loaded.
+    pub fn cached_id_indexes(&self) -> usize {
+        self.ids.len()
+    }
+
     /// The Parquet footers (and page indexes) queries have cached so far.
     pub fn cached_footers(&self) -> CachedFooters {
         let entries = self.metadata.list_entries();
@@ -384,6 +389,7 @@ impl Engine {
     pub fn context(&self, reader: Reader) -> Result<SessionContext> {
         self.data.reload()?;
         let snapshot = self.data.snapshot();
+        self.ids.forget_unlisted(&snapshot);
         let parts = match self.options.target_partitions {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -49,13 +49,32 @@ use weft_storage::idindex::{IdIndex, Run};
 use weft_storage::{SegmentMeta, Snapshot, Table, buffer};
 
 /// Loaded id indexes, by segment id. Segments never change once published,
-/// so an entry never goes stale.
+/// so an entry never goes stale, but compaction unlists segments: their
+/// entries are dropped by `forget_unlisted` as each query starts.
 #[derive(Debug, Default)]
 pub struct IdIndexCache {
     sets: Mutex<HashMap<u64, Arc<IdIndex>>>,
 }
 
 impl IdIndexCache {
+    /// Drops the indexes of segments `snapshot` no longer lists. Costs a
+    /// pass over the manifest only when the cache holds more entries than
+    /// the manifest has segments, which an unlisted one's entry implies
+    /// once every listed segment's index is loaded.
+    pub(crate) fn forget_unlisted(&self, snapshot: &Snapshot) {
+        let listed = &snapshot.manifest.segments;
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if sets.len() <= listed.len() {
+            return;
+        }
+        let ids: std::collections::HashSet<u64> = listed.iter().map(|s| s.id).collect();
+        sets.retain(|id, _| ids.contains(id));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub(crate) fn get(&self, root: &std::path::Path, seg: &SegmentMeta) -> Option<Arc<IdIndex>> {
         let rel = seg.id_index.as_ref()?;
         let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());

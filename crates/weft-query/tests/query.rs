@@ -802,3 +802,43 @@ async fn counts_by_dictionary_columns_agree_with_the_generic_aggregate() {
     assert_eq!(got, want);
     assert!(got.lines().count() > 100, "{got}");
 }
+
+#[tokio::test]
+async fn merged_segments_are_read_in_place_of_the_small_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open_writer(dir.path(), SegmentOptions::default()).unwrap();
+    for k in 0..4 {
+        let own = format!("req-{k}");
+        append(
+            &data,
+            &[
+                line(10, k, "api", "info", Some("req-a"), ""),
+                line(10, k + 10, "db", "warn", Some(&own), ""),
+            ],
+        );
+    }
+    let e = engine(dir.path());
+    let lookup = "SELECT count(*) AS n FROM logs WHERE correlation_id = 'req-a'";
+    assert!(rows(&e, lookup).await.contains("| 4 |"));
+    assert_eq!(e.trace("req-a").await.unwrap().lines.len(), 4);
+    assert_eq!(e.cached_id_indexes(), 4, "one per segment read");
+
+    let merged = data
+        .compact_some(3, u64::MAX)
+        .unwrap()
+        .expect("four small segments");
+    assert_eq!(merged.merged.len(), 4);
+    assert_eq!(data.remove_retired(std::time::Duration::ZERO), 8);
+    // The engine reads the new manifest: the merged segment alone, every
+    // row once, and the unlisted segments' indexes are let go.
+    assert!(
+        rows(&e, "SELECT count(*) AS n FROM logs")
+            .await
+            .contains("| 8 |")
+    );
+    assert!(rows(&e, lookup).await.contains("| 4 |"));
+    let trace = e.trace("req-2").await.unwrap();
+    assert_eq!(trace.lines.len(), 1);
+    assert_eq!(e.trace("req-a").await.unwrap().lines.len(), 4);
+    assert_eq!(e.cached_id_indexes(), 1);
+}

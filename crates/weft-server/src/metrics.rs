@@ -425,4 +425,23 @@ fn store_metrics(t: &mut Text, stores: &[(&str, &Arc<Store>)]) {
         ),
         stat(|s| &s.flushed_rows),
     );
+    for (name, help, field) in [
+        (
+            "weft_compactions_total",
+            "Merges of small segments into one.",
+            stat(|s| &s.compactions),
+        ),
+        (
+            "weft_compacted_segments_total",
+            "Small segments merged away by compactions.",
+            stat(|s| &s.compacted_segments),
+        ),
+        (
+            "weft_compaction_errors_total",
+            "Compactions that failed (the segments stay as they were).",
+            stat(|s| &s.compaction_errors),
+        ),
+    ] {
+        per_store(t, stores, (name, help, "counter"), field);
+    }
 }

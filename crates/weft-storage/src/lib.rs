@@ -32,7 +32,7 @@ use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
 use weft_ingest::model;
@@ -113,6 +113,9 @@ pub struct DataDir {
     flushing: Arc<AtomicUsize>,
     /// The highest resident memory seen during the running flush.
     flush_resident: Arc<AtomicUsize>,
+    /// Files of segments a compaction unlisted, and when: deleted once no
+    /// query that started before could still open them.
+    retired: Mutex<Vec<(Instant, PathBuf)>>,
 }
 
 /// What a query must see in one piece.
@@ -174,6 +177,16 @@ impl FlushReport {
     }
 }
 
+/// What one compaction did.
+#[derive(Debug, Clone)]
+pub struct CompactReport {
+    /// The segments merged; no longer listed.
+    pub merged: Vec<SegmentMeta>,
+    /// The segment they became.
+    pub written: Vec<SegmentMeta>,
+    pub elapsed: Duration,
+}
+
 impl DataDir {
     /// Opens (creating if needed) a directory to write to. Only one writer
     /// may hold a directory. Unpublished files left by a crash are removed.
@@ -202,6 +215,7 @@ impl DataDir {
             options,
             flushing: Arc::default(),
             flush_resident: Arc::default(),
+            retired: Mutex::default(),
         };
         dir.remove_unpublished()?;
         Ok(dir)
@@ -227,6 +241,7 @@ impl DataDir {
             options: SegmentOptions::default(),
             flushing: Arc::default(),
             flush_resident: Arc::default(),
+            retired: Mutex::default(),
         })
     }
 
@@ -452,6 +467,104 @@ impl DataDir {
         Ok(())
     }
 
+    /// Merges small segments into one, so that a daemon flushing often
+    /// (by age, under memory pressure, at every stop) does not pile up
+    /// segments that every publish lists and every query opens.
+    ///
+    /// A segment is small when it holds fewer rows than a row group. When
+    /// one table's hour partition has at least `min_segments` small ones,
+    /// the smallest of them are read back and written as one sorted segment
+    /// (with its id index), as many as fit in a row group of rows and in
+    /// `max_input_bytes` of input; the new segment replaces them in one
+    /// manifest update. Queries see the rows once, before or after. The old
+    /// files are deleted by [`remove_retired`](Self::remove_retired) after a
+    /// grace period, or by the next [`open_writer`](Self::open_writer) after
+    /// a crash. One merge per call; `None` when nothing qualifies.
+    pub fn compact_some(
+        &self,
+        min_segments: usize,
+        max_input_bytes: u64,
+    ) -> Result<Option<CompactReport>> {
+        let started = Instant::now();
+        let max_rows = self.options.row_group_rows.max(1) as u64;
+        let picked = {
+            let state = self.lock_state();
+            pick_small(
+                &state.manifest.segments,
+                min_segments.max(2),
+                max_rows,
+                max_input_bytes,
+            )
+        };
+        let Some(picked) = picked else {
+            return Ok(None);
+        };
+        let table = picked[0].table;
+        let mut batches = Vec::new();
+        for seg in &picked {
+            let path = self.root.join(&seg.path);
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .build()?;
+            for batch in reader {
+                batches.push(batch?);
+            }
+        }
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let input_bytes = picked.iter().map(|s| s.input_bytes).sum();
+        let written = self.write_segments(table, &refs, input_bytes)?;
+        drop(batches);
+        self.replace(&picked, &written)?;
+        let now = Instant::now();
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for seg in &picked {
+            for rel in std::iter::once(&seg.path).chain(seg.id_index.as_ref()) {
+                retired.push((now, self.root.join(rel)));
+            }
+        }
+        Ok(Some(CompactReport {
+            merged: picked,
+            written,
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    /// Deletes the files of segments a compaction unlisted at least `grace`
+    /// ago. Returns how many were deleted.
+    pub fn remove_retired(&self, grace: Duration) -> usize {
+        let due: Vec<PathBuf> = {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            let (due, keep) = retired.drain(..).partition(|(at, _)| at.elapsed() >= grace);
+            *retired = keep;
+            due.into_iter().map(|(_, p)| p).collect()
+        };
+        let mut removed = 0;
+        for path in due {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Left for the next writer's open, which deletes unlisted files.
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete a compacted segment")
+                }
+            }
+        }
+        removed
+    }
+
+    /// Swaps `old` segments for `new` ones in one atomic manifest update.
+    fn replace(&self, old: &[SegmentMeta], new: &[SegmentMeta]) -> Result<()> {
+        let gone: std::collections::HashSet<u64> = old.iter().map(|s| s.id).collect();
+        let mut state = self.lock_state();
+        let mut next = state.manifest.clone();
+        next.segments.retain(|s| !gone.contains(&s.id));
+        next.segments.extend(new.iter().cloned());
+        next.store(&self.root)?;
+        state.manifest = next;
+        Ok(())
+    }
+
     /// Writes the segment files of the rows of `batches` (one per hour they
     /// span), durable but not yet published.
     fn write_segments(
@@ -534,6 +647,45 @@ impl DataDir {
     }
 }
 
+/// The segments [`DataDir::compact_some`] merges next: in the first table
+/// and hour partition (in path order) with at least `min_segments` segments
+/// under `max_rows` rows, the smallest of those, as many as fit together in
+/// `max_rows` rows and `max_input_bytes` of input; at least two.
+fn pick_small(
+    segments: &[SegmentMeta],
+    min_segments: usize,
+    max_rows: u64,
+    max_input_bytes: u64,
+) -> Option<Vec<SegmentMeta>> {
+    let mut partitions: std::collections::BTreeMap<&str, Vec<&SegmentMeta>> =
+        std::collections::BTreeMap::new();
+    for seg in segments.iter().filter(|s| s.rows < max_rows) {
+        // The path names the table's directory and the hour.
+        let dir = seg.path.rsplit_once('/').map_or("", |(d, _)| d);
+        partitions.entry(dir).or_default().push(seg);
+    }
+    for mut small in partitions.into_values() {
+        if small.len() < min_segments {
+            continue;
+        }
+        small.sort_by_key(|s| (s.rows, s.id));
+        let (mut rows, mut input) = (0, 0);
+        let fit: Vec<SegmentMeta> = small
+            .into_iter()
+            .take_while(|s| {
+                rows += s.rows;
+                input += s.input_bytes;
+                rows <= max_rows && input <= max_input_bytes
+            })
+            .cloned()
+            .collect();
+        if fit.len() >= 2 {
+            return Some(fit);
+        }
+    }
+    None
+}
+
 /// `segments/date=YYYY-MM-DD/hour=HH/<id>.parquet`
 fn partition_path(table: Table, hour_start: i64, id: u64) -> String {
     let secs = hour_start.div_euclid(1_000_000_000);
@@ -548,6 +700,61 @@ fn partition_path(table: Table, hour_start: i64, id: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seg(id: u64, path: &str, rows: u64, input_bytes: u64) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            table: if path.starts_with("rejects/") {
+                Table::Rejects
+            } else {
+                Table::Logs
+            },
+            path: path.to_owned(),
+            id_index: None,
+            min_ts: 0,
+            max_ts: 0,
+            rows,
+            bytes: 1,
+            input_bytes,
+            columns: Vec::new(),
+            row_groups: 1,
+            created_at: 0,
+        }
+    }
+
+    fn ids(picked: Option<Vec<SegmentMeta>>) -> Vec<u64> {
+        picked.unwrap_or_default().iter().map(|s| s.id).collect()
+    }
+
+    #[test]
+    fn compaction_picks_the_smallest_segments_of_one_partition() {
+        let a = "segments/date=2024-05-01/hour=10";
+        let b = "segments/date=2024-05-01/hour=11";
+        let r = "rejects/date=2024-05-01/hour=10";
+        let segs = vec![
+            seg(1, &format!("{a}/1.parquet"), 50, 10),
+            // A full row group: never merged.
+            seg(2, &format!("{a}/2.parquet"), 100, 10),
+            seg(3, &format!("{b}/3.parquet"), 5, 10),
+            seg(4, &format!("{a}/4.parquet"), 30, 10),
+            seg(5, &format!("{r}/5.parquet"), 1, 10),
+            seg(6, &format!("{a}/6.parquet"), 10, 10),
+            seg(7, &format!("{b}/7.parquet"), 5, 10),
+            seg(8, &format!("{r}/8.parquet"), 1, 10),
+        ];
+        // Three small in hour 10 of logs; smallest first, up to 100 rows.
+        assert_eq!(ids(pick_small(&segs, 3, 100, u64::MAX)), vec![6, 4, 1]);
+        // Fewer rows per merge (all three are still small): the two smallest.
+        assert_eq!(ids(pick_small(&segs, 3, 60, u64::MAX)), vec![6, 4]);
+        // Less input per merge: the two smallest again.
+        assert_eq!(ids(pick_small(&segs, 3, 100, 20)), vec![6, 4]);
+        // Two per partition needed: rejects come first in path order, and
+        // a table's partitions never mix.
+        assert_eq!(ids(pick_small(&segs, 2, 100, u64::MAX)), vec![5, 8]);
+        // Nothing when no partition has enough, or one would merge alone.
+        assert!(pick_small(&segs, 4, 100, u64::MAX).is_none());
+        assert!(pick_small(&segs, 3, 100, 10).is_none());
+    }
 
     #[test]
     fn partition_paths_are_hive_style_by_hour() {

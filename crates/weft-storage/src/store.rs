@@ -61,6 +61,10 @@ pub struct StoreOptions {
     pub max_line: usize,
     /// How many idempotency keys are remembered (oldest forgotten first).
     pub idempotency_keys: usize,
+    /// Merge small segments (under a row group of rows) once an hour
+    /// partition has this many of them; 0 turns compaction off. See
+    /// [`DataDir::compact_some`].
+    pub compact_min_segments: usize,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +77,7 @@ impl Default for StoreOptions {
             max_resident_bytes: 1 << 30,
             max_line: 1 << 20,
             idempotency_keys: 100_000,
+            compact_min_segments: 8,
         }
     }
 }
@@ -150,6 +155,9 @@ pub struct StoreStats {
     pub flush_errors: AtomicU64,
     pub flush_micros: AtomicU64,
     pub flushed_rows: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compacted_segments: AtomicU64,
+    pub compaction_errors: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the fsync latency buckets.
@@ -777,6 +785,36 @@ impl Store {
         Ok(Some(report))
     }
 
+    /// Merges small segments, one merge per call (see
+    /// [`DataDir::compact_some`]), and deletes the files of segments merged
+    /// more than [`RETIRE_GRACE`] ago. A merge reads back at most a quarter
+    /// of `flush_bytes` of input, so its memory stays below a flush part's.
+    pub fn compact(&self) -> Result<Option<crate::CompactReport>> {
+        let _one_at_a_time = lock(&self.flushing);
+        self.data.remove_retired(RETIRE_GRACE);
+        if self.options.compact_min_segments == 0 {
+            return Ok(None);
+        }
+        let max_input = (self.options.flush_bytes / 4).max(1) as u64;
+        match self
+            .data
+            .compact_some(self.options.compact_min_segments, max_input)
+        {
+            Ok(Some(r)) => {
+                self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .compacted_segments
+                    .fetch_add(r.merged.len() as u64, Ordering::Relaxed);
+                Ok(Some(r))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                self.stats.compaction_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `f` on the flushing thread after each flush part is published
     /// and its batches freed.
     pub fn on_flushed(&self, f: impl Fn() + Send + Sync + 'static) {
@@ -784,11 +822,13 @@ impl Store {
     }
 
     /// Starts the thread that flushes by size and age, and at once after
-    /// ingest was refused for the resident cap.
+    /// ingest was refused for the resident cap; on ticks with nothing to
+    /// flush it merges small segments ([`compact`](Self::compact)).
     pub fn start_flusher(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let stop = Arc::clone(&self.stop);
         let tick = Duration::from_millis(100);
+        let mut compact_after = Instant::now();
         let handle = std::thread::Builder::new()
             .name("weft-flush".into())
             .spawn(move || {
@@ -809,13 +849,37 @@ impl Store {
                     let due = bytes >= store.options.flush_bytes
                         || age.is_some_and(|a| a.as_secs_f64() >= store.options.flush_age_secs)
                         || (pressed && bytes > 0);
-                    if due && let Err(e) = store.flush() {
-                        tracing::error!(error = %e, "flush failed; the rows stay in the buffer and the WAL");
+                    if due {
+                        if let Err(e) = store.flush() {
+                            tracing::error!(error = %e, "flush failed; the rows stay in the buffer and the WAL");
+                        }
+                    } else if store.stopping() {
+                        return;
+                    } else if Instant::now() >= compact_after {
+                        match store.compact() {
+                            Ok(Some(r)) => tracing::debug!(
+                                merged = r.merged.len(),
+                                rows = r.written.iter().map(|s| s.rows).sum::<u64>(),
+                                elapsed_ms = r.elapsed.as_secs_f64() * 1e3,
+                                "small segments merged"
+                            ),
+                            Ok(None) => {}
+                            Err(e) => {
+                                // Whatever failed (a damaged file, a full
+                                // disk) would fail again at the next tick.
+                                compact_after = Instant::now() + COMPACT_BACKOFF;
+                                tracing::error!(error = %e, retry_secs = COMPACT_BACKOFF.as_secs(), "compaction failed; the segments stay as they were")
+                            }
+                        }
                     }
                 }
             })
             .expect("spawn flusher");
         *lock(&self.flusher) = Some(handle);
+    }
+
+    fn stopping(&self) -> bool {
+        *lock(&self.stop.0)
     }
 
     /// Stops taking writes, flushes what is buffered and stops the threads.
@@ -950,6 +1014,13 @@ fn fingerprint(format: &Format, body: &[u8]) -> u64 {
         }
     }
 }
+
+/// How long the files of merged segments outlive their removal from the
+/// manifest, so that queries planned before can still read them.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(300);
+
+/// How long the flusher waits to compact again after a compaction failed.
+const COMPACT_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Most requests one group commit writes before its fsync.
 const GROUP_MAX: usize = 256;

@@ -524,3 +524,67 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     drop(slow);
     server.abort();
 }
+
+#[tokio::test]
+async fn merged_segments_answer_queries_with_each_row_once() {
+    let app = app_with(
+        StoreOptions {
+            compact_min_segments: 3,
+            ..StoreOptions::default()
+        },
+        IngestLimits::default(),
+        true,
+    );
+    // Four flushes of one hour: four small segments.
+    for k in 0..4 {
+        let body: String = (0..5)
+            .map(|i| {
+                format!(
+                    "{{\"ts\":\"2024-05-01T10:00:0{i}Z\",\"message\":\"b{k} l{i}\",\"trace_id\":\"t{k}\"}}\n"
+                )
+            })
+            .collect();
+        let a = post(&app, "/v1/ingest", &[], body.into_bytes()).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+        app.store.flush().unwrap().expect("a batch to flush");
+    }
+    // Queries before the merge read (and cache) the small segments.
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 20);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM logs WHERE correlation_id = 't2'"
+        )
+        .await,
+        5
+    );
+    let merged = app.store.compact().unwrap().expect("four small segments");
+    assert_eq!(merged.merged.len(), 4);
+    assert_eq!(
+        app.store.data().remove_retired(std::time::Duration::ZERO),
+        8,
+        "four segments and their id indexes"
+    );
+    // Afterwards they read the merged segment alone: every row once.
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 20);
+    assert_eq!(
+        count(&app, "SELECT count(DISTINCT message) FROM logs").await,
+        20
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM logs WHERE correlation_id = 't2'"
+        )
+        .await,
+        5
+    );
+    let text = metrics_text(&app).await;
+    for want in [
+        "weft_compactions_total{tenant=\"default\"} 1",
+        "weft_compacted_segments_total{tenant=\"default\"} 4",
+        "weft_compaction_errors_total{tenant=\"default\"} 0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}

@@ -591,3 +591,165 @@ fn concurrent_requests_share_fsyncs_and_all_land() {
         "shutdown flushed"
     );
 }
+
+/// Lines in hour `hour` of 2024-05-01, with `seq` from `range`, a
+/// correlation id per line, and a field `x` that is a number in even
+/// batches and text in odd ones (so a merge must widen it).
+fn traced(hour: u32, range: std::ops::Range<i64>, x_text: bool) -> Vec<u8> {
+    let mut out = String::new();
+    for i in range {
+        let x = if x_text {
+            format!("\"t{i}\"")
+        } else {
+            i.to_string()
+        };
+        out.push_str(&format!(
+            "{{\"ts\":\"2024-05-01T{hour:02}:00:{:02}Z\",\"service\":\"s{}\",\"message\":\"m{i}\",\"request_id\":\"req-{i}\",\"x\":{x},\"seq\":{i}}}\n",
+            i % 60,
+            i % 3
+        ));
+    }
+    out.into_bytes()
+}
+
+#[test]
+fn small_segments_of_an_hour_are_merged_into_one_and_their_files_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        compact_min_segments: 3,
+        ..StoreOptions::default()
+    };
+    let store = open_unreplayed(dir.path(), options.clone());
+    store.replay().unwrap();
+    // Four flushes in hour 10, two in hour 11: one segment each.
+    for (k, hour) in [(0, 10), (1, 10), (2, 11), (3, 10), (4, 11), (5, 10)] {
+        let body = traced(hour, k * 10..k * 10 + 10, k % 2 == 1);
+        store.ingest(request(body, None)).unwrap();
+        store.flush().unwrap().expect("something to flush");
+    }
+    let before = store.data().manifest();
+    assert_eq!(before.segments(Table::Logs).count(), 6);
+    let hour10: Vec<_> = before
+        .segments(Table::Logs)
+        .filter(|s| s.path.contains("hour=10"))
+        .cloned()
+        .collect();
+    assert_eq!(hour10.len(), 4);
+
+    let report = store
+        .compact()
+        .unwrap()
+        .expect("hour 10 has four small segments");
+    let mut merged: Vec<u64> = report.merged.iter().map(|s| s.id).collect();
+    merged.sort_unstable();
+    assert_eq!(merged, hour10.iter().map(|s| s.id).collect::<Vec<_>>());
+    assert_eq!(report.written.len(), 1);
+    let new = &report.written[0];
+    assert_eq!(new.rows, 40);
+    assert!(new.path.contains("hour=10"), "{}", new.path);
+    assert_eq!(
+        new.input_bytes,
+        hour10.iter().map(|s| s.input_bytes).sum::<u64>()
+    );
+    // `x` was a number in some segments and text in others: text now.
+    assert!(
+        new.columns
+            .iter()
+            .any(|(n, t)| n == "x" && *t == weft_storage::ColumnType::Utf8),
+        "{:?}",
+        new.columns
+    );
+
+    // The manifest lists the merged segment instead of the four; every row
+    // is there once.
+    let after = store.data().manifest();
+    assert_eq!(after.segments(Table::Logs).count(), 3);
+    assert!(after.segments(Table::Logs).all(|s| !merged.contains(&s.id)));
+    assert_exactly(&store, 0..60);
+
+    // The merged segment's rows are sorted for trace lookup, and its id
+    // index finds each request's row.
+    let index = weft_storage::idindex::IdIndex::read(
+        &dir.path()
+            .join(new.id_index.as_ref().expect("logs have an id index")),
+    )
+    .unwrap();
+    let f = File::open(dir.path().join(&new.path)).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let ids = arrow::compute::cast(
+        all.column_by_name("correlation_id").unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
+    let ids = ids.as_string::<i32>();
+    // Seqs from each of the four merged batches (0, 1, 3 and 5).
+    for seq in [0, 13, 35, 59] {
+        let id = format!("req-{seq}");
+        let runs = index
+            .runs(&id)
+            .unwrap_or_else(|| panic!("{id} not indexed"));
+        let rows: Vec<usize> = runs.iter().flat_map(|r| r.rows()).collect();
+        assert_eq!(rows.len(), 1, "{id}: {rows:?}");
+        assert_eq!(ids.value(rows[0]), id);
+    }
+
+    // Old files stay for queries planned before the merge, until the grace
+    // period ends; then they go.
+    let old_files: Vec<std::path::PathBuf> = hour10
+        .iter()
+        .flat_map(|s| std::iter::once(&s.path).chain(s.id_index.as_ref()))
+        .map(|p| dir.path().join(p))
+        .collect();
+    assert_eq!(old_files.len(), 8);
+    assert!(old_files.iter().all(|p| p.exists()));
+    assert_eq!(store.data().remove_retired(std::time::Duration::ZERO), 8);
+    assert!(old_files.iter().all(|p| !p.exists()));
+
+    // Hour 11 has two small segments, under the threshold of three.
+    assert!(store.compact().unwrap().is_none());
+    let stats = store.stats();
+    assert_eq!(
+        stats.compactions.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        stats
+            .compacted_segments
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+
+    // A restart reads the same segments and rows.
+    drop(store);
+    let store = open_unreplayed(dir.path(), options);
+    store.replay().unwrap();
+    assert_eq!(store.data().manifest().segments(Table::Logs).count(), 3);
+    assert_exactly(&store, 0..60);
+}
+
+#[test]
+fn compaction_is_off_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unreplayed(
+        dir.path(),
+        StoreOptions {
+            compact_min_segments: 0,
+            ..StoreOptions::default()
+        },
+    );
+    store.replay().unwrap();
+    for k in 0..10 {
+        store
+            .ingest(request(body(k * 10..k * 10 + 10), None))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    assert!(store.compact().unwrap().is_none());
+    assert_eq!(store.data().manifest().segments(Table::Logs).count(), 10);
+}
