@@ -330,6 +330,28 @@ impl Rows {
             let idx = UInt32Array::from_iter_values(rows.iter().map(|r| at(r) as u32));
             return Ok(take(only.as_ref(), &idx, None)?);
         }
+        // Rows sorted by service mostly come from one batch per chunk (a
+        // request's batch holds one service's records): take from its array
+        // alone rather than interleave across all of them.
+        if let Some(&(b, start)) = rows.first() {
+            let one = sources.of_batch[b as usize];
+            if sources.null != Some(one)
+                && rows
+                    .iter()
+                    .all(|&(b, _)| sources.of_batch[b as usize] == one)
+            {
+                let only = &sources.arrays[one];
+                if rows
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &(_, r))| r as usize == start as usize + i)
+                {
+                    return Ok(only.slice(start as usize, rows.len()));
+                }
+                let idx = UInt32Array::from_iter_values(rows.iter().map(|&(_, r)| r));
+                return Ok(take(only.as_ref(), &idx, None)?);
+            }
+        }
         let arrays: Vec<&dyn Array> = sources.arrays.iter().map(|a| a.as_ref()).collect();
         let idx: Vec<(usize, usize)> = rows
             .iter()
@@ -847,6 +869,70 @@ mod tests {
         assert_eq!(
             gathered(&[&a, &b, &other], &some),
             vec![None, Some(9), Some(7), None]
+        );
+    }
+
+    #[test]
+    fn a_chunk_from_one_of_several_batches_is_taken_from_it_alone() {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::Int64Type;
+        let a = RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        // No `s` here.
+        let b = RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(Int64Array::from(vec![10, 20])) as ArrayRef,
+        )])
+        .unwrap();
+        let c = RecordBatch::try_from_iter(vec![
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![100, 200, 300])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let (rows, _) = rows_of(&[&a, &b, &c]);
+        let n = rows.schema().index_of("n").unwrap();
+        let s = rows.schema().index_of("s").unwrap();
+        let ints = |picked: &[RowAddr]| {
+            let out = rows.project(picked, &[n]).unwrap();
+            let col = out.column(0).as_primitive::<Int64Type>();
+            col.iter().collect::<Vec<_>>()
+        };
+        let strs = |picked: &[RowAddr]| {
+            let out = rows.project(picked, &[s]).unwrap();
+            let col = out.column(0).as_string::<i32>();
+            col.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
+        };
+        // Out of order, in order (a slice), and across two batches.
+        assert_eq!(ints(&[(2, 2), (2, 0)]), vec![Some(300), Some(100)]);
+        assert_eq!(ints(&[(2, 1), (2, 2)]), vec![Some(200), Some(300)]);
+        assert_eq!(ints(&[(1, 1), (1, 0)]), vec![Some(20), Some(10)]);
+        assert_eq!(
+            ints(&[(1, 1), (2, 0), (0, 2)]),
+            vec![Some(20), Some(100), Some(3)]
+        );
+        let owned = |v: &[Option<&str>]| v.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>();
+        assert_eq!(
+            strs(&[(0, 2), (0, 1), (0, 0)]),
+            owned(&[Some("c"), None, Some("a")])
+        );
+        assert_eq!(strs(&[(2, 1), (2, 2)]), owned(&[Some("y"), Some("z")]));
+        // Rows of a batch without the column, alone and among others.
+        assert_eq!(strs(&[(1, 1), (1, 0)]), owned(&[None, None]));
+        assert_eq!(
+            strs(&[(1, 1), (2, 0), (1, 0)]),
+            owned(&[None, Some("x"), None])
         );
     }
 
