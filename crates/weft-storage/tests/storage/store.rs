@@ -35,7 +35,12 @@ fn open_unreplayed(dir: &Path, options: StoreOptions) -> Arc<Store> {
 }
 
 fn open(dir: &Path) -> Arc<Store> {
-    let s = open_unreplayed(dir, StoreOptions::default());
+    open_with(dir, StoreOptions::default())
+}
+
+/// Opens the store with `options` and replays its WAL.
+fn open_with(dir: &Path, options: StoreOptions) -> Arc<Store> {
+    let s = open_unreplayed(dir, options);
     s.replay().unwrap();
     s
 }
@@ -134,8 +139,7 @@ fn with_batches(dir: &Path, flush_bytes: usize, n: i64) -> Arc<Store> {
         flush_bytes,
         ..StoreOptions::default()
     };
-    let store = open_unreplayed(dir, options);
-    store.replay().unwrap();
+    let store = open_with(dir, options);
     for k in 0..n {
         store
             .ingest(request(body(k * 10..k * 10 + 10), None))
@@ -419,14 +423,13 @@ fn bad_lines_get_reasons_and_go_to_rejects() {
 #[test]
 fn a_full_buffer_refuses_without_storing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_unreplayed(
+    let store = open_with(
         dir.path(),
         StoreOptions {
             max_buffer_bytes: 1,
             ..StoreOptions::default()
         },
     );
-    store.replay().unwrap();
     store.ingest(request(body(0..10), None)).unwrap();
     match store.ingest(request(body(10..20), None)) {
         Err(IngestError::Overloaded { bytes }) => assert!(bytes > 0),
@@ -619,8 +622,7 @@ fn small_segments_of_an_hour_are_merged_into_one_and_their_files_removed() {
         compact_min_segments: 3,
         ..StoreOptions::default()
     };
-    let store = open_unreplayed(dir.path(), options.clone());
-    store.replay().unwrap();
+    let store = open_with(dir.path(), options.clone());
     // Four flushes in hour 10, two in hour 11: one segment each.
     for (k, hour) in [(0, 10), (1, 10), (2, 11), (3, 10), (4, 11), (5, 10)] {
         let body = traced(hour, k * 10..k * 10 + 10, k % 2 == 1);
@@ -727,8 +729,7 @@ fn small_segments_of_an_hour_are_merged_into_one_and_their_files_removed() {
 
     // A restart reads the same segments and rows.
     drop(store);
-    let store = open_unreplayed(dir.path(), options);
-    store.replay().unwrap();
+    let store = open_with(dir.path(), options);
     assert_eq!(store.data().manifest().segments(Table::Logs).count(), 3);
     assert_exactly(&store, 0..60);
 }
@@ -736,14 +737,13 @@ fn small_segments_of_an_hour_are_merged_into_one_and_their_files_removed() {
 #[test]
 fn compaction_is_off_at_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_unreplayed(
+    let store = open_with(
         dir.path(),
         StoreOptions {
             compact_min_segments: 0,
             ..StoreOptions::default()
         },
     );
-    store.replay().unwrap();
     for k in 0..10 {
         store
             .ingest(request(body(k * 10..k * 10 + 10), None))
