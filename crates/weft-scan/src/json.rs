@@ -3,9 +3,10 @@
 //!
 //! The input is a `&str`, so UTF-8 is validated once per line by the caller
 //! (`std::str::from_utf8` is SIMD-accelerated) and every string the visitor
-//! sees is a zero-copy slice of the line. String ends are found with
-//! `memchr2` on `"` and `\`; escapes are checked while scanning and decoded
-//! only when the visitor asks ([`JsonStr::decode_into`]).
+//! sees is a zero-copy slice of the line. String ends are found eight
+//! bytes at a time for the first 128 bytes (most keys and values end there),
+//! then with `memchr2` on `"` and `\`; escapes are checked while scanning
+//! and decoded only when the visitor asks ([`JsonStr::decode_into`]).
 //!
 //! Defined answers for hostile input:
 //! - nesting deeper than the limit ([`DEFAULT_MAX_DEPTH`]) is an error, and the
@@ -460,22 +461,52 @@ impl<'a> Tokenizer<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
-            let Some(off) = memchr2(b'"', b'\\', &self.bytes[i..]) else {
-                self.pos = self.bytes.len();
-                return self.err(ErrorKind::UnexpectedEnd);
+            let stop = match self.short_scan(&mut i) {
+                Some(stop) => stop,
+                None => {
+                    let Some(off) = memchr2(b'"', b'\\', &self.bytes[i..]) else {
+                        self.pos = self.bytes.len();
+                        return self.err(ErrorKind::UnexpectedEnd);
+                    };
+                    self.check_controls(i, i + off)?;
+                    i + off
+                }
             };
-            let stop = i + off;
-            self.check_controls(i, stop)?;
-            if self.bytes[stop] == b'"' {
-                self.pos = stop + 1;
-                return Ok(JsonStr {
-                    raw: &self.input[start..stop],
-                    escaped,
-                });
+            match self.bytes[stop] {
+                b'"' => {
+                    self.pos = stop + 1;
+                    return Ok(JsonStr {
+                        raw: &self.input[start..stop],
+                        escaped,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    i = self.escape(stop)?;
+                }
+                _ => {
+                    self.pos = stop;
+                    return self.err(ErrorKind::ControlCharacter);
+                }
             }
-            escaped = true;
-            i = self.escape(stop)?;
         }
+    }
+
+    /// Most keys and values are short: look for the string's next `"`,
+    /// `\` or control byte eight bytes at a time, for a few words, before
+    /// a longer string is left to `memchr2`. Returns where it is, or `None`
+    /// with `i` moved past the bytes found clean.
+    #[inline]
+    fn short_scan(&self, i: &mut usize) -> Option<usize> {
+        for _ in 0..SHORT_WORDS {
+            let word = self.bytes.get(*i..*i + 8)?;
+            let k = first_special(u64::from_le_bytes(word.try_into().ok()?));
+            if k < 8 {
+                return Some(*i + k);
+            }
+            *i += 8;
+        }
+        None
     }
 
     /// Rejects raw control characters in `bytes[from..to]`. The fold has no
@@ -598,6 +629,26 @@ impl<'a> Tokenizer<'a> {
     }
 }
 
+/// Words [`Tokenizer::short_scan`] reads before handing over to `memchr2`.
+const SHORT_WORDS: usize = 16;
+
+/// Index of the first byte of `word` (little-endian: the lowest byte is
+/// the first) that is `"`, `\` or below 0x20; 8 when there is none.
+///
+/// Each test flags a byte `b` by the top bit of `(b - k) & !b`, the
+/// classic zero-byte test. A borrow can only leave a byte that matched, so
+/// flags above the lowest one may be wrong, but the lowest one never is.
+#[inline]
+fn first_special(word: u64) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero(word ^ (ONES * b'"' as u64));
+    let backslash = zero(word ^ (ONES * b'\\' as u64));
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    ((quote | backslash | control).trailing_zeros() / 8) as usize
+}
+
 #[inline]
 fn digits(b: &[u8], mut i: usize) -> usize {
     while b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -637,4 +688,33 @@ pub fn escape_into(s: &str, out: &mut String) {
         run = i + 1;
     }
     out.push_str(&s[run..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value at every position of a word, over backgrounds of
+    /// plain ASCII, of UTF-8 continuation bytes, and of bytes just above
+    /// and below the ones looked for, against a byte-by-byte scan.
+    #[test]
+    fn first_special_finds_the_first_quote_backslash_or_control() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for fill in [b'a', 0x80, 0xBF, 0xFF, b'!', b'#', b'[', b']', b' '] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut word = [fill; 8];
+                    word[at] = b;
+                    // A second special byte later must not move the answer.
+                    if at < 6 {
+                        word[at + 2] = 0x01;
+                    }
+                    let want = word.iter().position(|&c| special(c)).unwrap_or(8);
+                    let got = first_special(u64::from_le_bytes(word));
+                    assert_eq!(got, want, "{word:02x?}");
+                }
+            }
+        }
+        assert_eq!(first_special(u64::from_le_bytes(*b"abcdefgh")), 8);
+    }
 }

@@ -346,3 +346,34 @@ mod block_reader_bom {
         }
     }
 }
+
+/// Strings of every length up to past the word-at-a-time scan (128 bytes),
+/// with a quote escape, a `\u` escape, a multi-byte character or a raw
+/// control byte at every position: serde_json agrees on each value, and a
+/// control byte is reported where it is.
+#[test]
+fn every_position_of_short_and_long_strings() {
+    for len in 0..160 {
+        for at in 0..=len {
+            let (head, tail) = ("x".repeat(at), "y".repeat(len - at));
+            for mid in ["\\\"", "\\u00e9", "é", "\\\\", "", "\\n"] {
+                let doc = format!("{{\"k{head}\":\"{head}{mid}{tail}\"}}");
+                assert!(agree(&doc), "should accept {doc:?}");
+            }
+            let bad = format!("{{\"k\":\"{head}\u{1f}{tail}\"}}");
+            let e = ours(&bad, 64).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::ControlCharacter, "{bad:?}");
+            assert_eq!(e.offset, 6 + at, "{bad:?}");
+            let open = format!("{{\"k\":\"{head}{tail}");
+            assert!(!agree(&open), "should reject {open:?}");
+            assert_eq!(ours(&open, 64).unwrap_err().kind, ErrorKind::UnexpectedEnd);
+            let bad_key = format!("{{\"{head}\u{1}{tail}\":1}}");
+            let e = ours(&bad_key, 64).unwrap_err();
+            assert_eq!(
+                (e.kind, e.offset),
+                (ErrorKind::ControlCharacter, 2 + at),
+                "{bad_key:?}"
+            );
+        }
+    }
+}
