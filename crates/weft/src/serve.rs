@@ -233,10 +233,10 @@ fn replay(tenant: &str, store: &Arc<Store>) {
 /// Caps glibc's malloc arenas at two before any thread starts. By default
 /// glibc gives busy threads (the runtime's workers, the blocking pool, the
 /// commit and flush threads) arenas of their own, up to 8 per core, and each
-/// keeps what it freed: on the ingest benchmark at twice the sustainable
-/// load, two arenas took peak RSS from 1093 MB to 932 MB at the same
-/// throughput (benches/README.md). `MALLOC_ARENA_MAX` in the environment
-/// still wins.
+/// keeps what it freed: on the ingest benchmark, two arenas took peak RSS
+/// from a mean of 1178 MB to 872 MB for about 9% of closed-loop throughput
+/// (benches/README.md, "Malloc arenas"). `MALLOC_ARENA_MAX` in the
+/// environment still wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
