@@ -322,34 +322,19 @@ impl Rows {
             ));
         }
         if let [only] = sources.arrays.as_slice() {
-            // One array: a run of consecutive rows is a slice, others a take.
-            let first = rows.first().map_or(0, at);
-            if rows.iter().enumerate().all(|(i, r)| at(r) == first + i) {
-                return Ok(only.slice(first, rows.len()));
-            }
-            let idx = UInt32Array::from_iter_values(rows.iter().map(|r| at(r) as u32));
-            return Ok(take(only.as_ref(), &idx, None)?);
+            return slice_or_take(only, rows.iter().map(at));
         }
         // Rows sorted by service mostly come from one batch per chunk (a
         // request's batch holds one service's records): take from its array
         // alone rather than interleave across all of them.
-        if let Some(&(b, start)) = rows.first() {
+        if let Some(&(b, _)) = rows.first() {
             let one = sources.of_batch[b as usize];
             if sources.null != Some(one)
                 && rows
                     .iter()
                     .all(|&(b, _)| sources.of_batch[b as usize] == one)
             {
-                let only = &sources.arrays[one];
-                if rows
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &(_, r))| r as usize == start as usize + i)
-                {
-                    return Ok(only.slice(start as usize, rows.len()));
-                }
-                let idx = UInt32Array::from_iter_values(rows.iter().map(|&(_, r)| r));
-                return Ok(take(only.as_ref(), &idx, None)?);
+                return slice_or_take(&sources.arrays[one], rows.iter().map(|&(_, r)| r as usize));
             }
         }
         let arrays: Vec<&dyn Array> = sources.arrays.iter().map(|a| a.as_ref()).collect();
@@ -618,6 +603,21 @@ pub fn properties(
     } else {
         Ok(base_properties(opts)?.build())
     }
+}
+
+/// The values of `array` at `positions`: a slice when they are a run of
+/// consecutive positions, a take otherwise.
+fn slice_or_take(
+    array: &ArrayRef,
+    positions: impl ExactSizeIterator<Item = usize> + Clone,
+) -> Result<ArrayRef> {
+    let len = positions.len();
+    let first = positions.clone().next().unwrap_or(0);
+    if positions.clone().enumerate().all(|(i, p)| p == first + i) {
+        return Ok(array.slice(first, len));
+    }
+    let idx = UInt32Array::from_iter_values(positions.map(|p| p as u32));
+    Ok(take(array.as_ref(), &idx, None)?)
 }
 
 /// Writes `rows` of `all` to `path`, a row group's worth at a time, through
