@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -287,7 +287,7 @@ pub(crate) async fn store_body(
     let cap = state.ingest.max_decompressed_bytes;
     let task_store = Arc::clone(&store);
     let result = tokio::task::spawn_blocking(move || {
-        let mut body = encoding.decode(&raw, cap)?;
+        let mut body = encoding.decode(raw, cap)?;
         if snappy {
             body = snappy_decode(&body, cap)?;
         }
@@ -437,17 +437,19 @@ impl Encoding {
         }
     }
 
-    /// The decoded body, refusing more than `cap` bytes of it.
-    fn decode(self, raw: &[u8], cap: usize) -> Result<Vec<u8>, Refusal> {
+    /// The decoded body, refusing more than `cap` bytes of it. A plain
+    /// body is handed on without a copy when `raw` owns its bytes alone (a
+    /// body read in several pieces is gathered into one buffer of its own).
+    fn decode(self, raw: Bytes, cap: usize) -> Result<Vec<u8>, Refusal> {
         match self {
             Encoding::Identity => {
                 if raw.len() > cap {
                     return Err(Refusal::TooLarge);
                 }
-                Ok(raw.to_vec())
+                Ok(Vec::from(raw))
             }
-            Encoding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(raw), cap, "gzip"),
-            Encoding::Zstd => match zstd::stream::read::Decoder::new(raw) {
+            Encoding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(&raw[..]), cap, "gzip"),
+            Encoding::Zstd => match zstd::stream::read::Decoder::new(&raw[..]) {
                 Ok(d) => read_capped(d, cap, "zstd"),
                 Err(e) => Err(Refusal::Corrupt(format!("corrupt zstd body: {e}"))),
             },
@@ -480,29 +482,54 @@ mod tests {
     fn decoding_is_capped_and_corruption_is_named() {
         let body = vec![b'a'; 10_000];
         let gz = gzip(&body);
-        assert_eq!(Encoding::Gzip.decode(&gz, 10_000).ok(), Some(body.clone()));
+        assert_eq!(
+            Encoding::Gzip.decode(Bytes::from(gz.clone()), 10_000).ok(),
+            Some(body.clone())
+        );
         assert!(matches!(
-            Encoding::Gzip.decode(&gz, 9_999),
+            Encoding::Gzip.decode(Bytes::from(gz.clone()), 9_999),
             Err(Refusal::TooLarge)
         ));
         let zs = zstd::encode_all(&body[..], 3).unwrap();
-        assert_eq!(Encoding::Zstd.decode(&zs, 10_000).ok(), Some(body));
+        assert_eq!(
+            Encoding::Zstd.decode(Bytes::from(zs.clone()), 10_000).ok(),
+            Some(body)
+        );
         assert!(matches!(
-            Encoding::Zstd.decode(&zs, 100),
+            Encoding::Zstd.decode(Bytes::from(zs.clone()), 100),
             Err(Refusal::TooLarge)
         ));
-        match Encoding::Gzip.decode(b"\x1f\x8b\x08\x00garbage", 100) {
+        match Encoding::Gzip.decode(Bytes::from_static(b"\x1f\x8b\x08\x00garbage"), 100) {
             Err(Refusal::Corrupt(m)) => assert!(m.starts_with("corrupt gzip body"), "{m}"),
             _ => panic!("corrupt gzip must be refused as corrupt"),
         }
         assert!(matches!(
-            Encoding::Zstd.decode(b"not zstd", 100),
+            Encoding::Zstd.decode(Bytes::from_static(b"not zstd"), 100),
             Err(Refusal::Corrupt(_))
         ));
         assert!(matches!(
-            Encoding::Identity.decode(b"abc", 2),
+            Encoding::Identity.decode(Bytes::from_static(b"abc"), 2),
             Err(Refusal::TooLarge)
         ));
+    }
+
+    #[test]
+    fn a_plain_body_of_its_own_is_handed_on_without_a_copy() {
+        let body = b"{\"message\":\"hi\"}\n".repeat(1000);
+        let owned = body.clone();
+        let at = owned.as_ptr();
+        let Ok(out) = Encoding::Identity.decode(Bytes::from(owned), body.len()) else {
+            panic!("a body within the cap decodes");
+        };
+        assert_eq!(out, body);
+        assert_eq!(out.as_ptr(), at, "the body's buffer is reused, not copied");
+        // A body that shares its buffer is copied, and still whole.
+        let shared = Bytes::from(body.clone());
+        let keep = shared.clone();
+        let Ok(out) = Encoding::Identity.decode(shared, body.len()) else {
+            panic!("a shared body within the cap decodes");
+        };
+        assert_eq!(out, keep);
     }
 
     #[test]
