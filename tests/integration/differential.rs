@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::Value;
-use weft_tests::{python_script, weft_bin, weft_ok};
+use weft_tests::{built_bin, python_script, weft_ok};
 
 #[test]
 fn traces_match_ground_truth_and_counts_match_duckdb() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = tmp.path().join("corpus.ndjson");
     let truth = tmp.path().join("truth.ndjson");
-    let gen_corpus = weft_bin().with_file_name("gen-corpus");
+    let gen_corpus = built_bin("gen-corpus");
     let status = Command::new(&gen_corpus)
         .arg("--out")
         .arg(&corpus)

@@ -20,20 +20,26 @@ pub fn testdata(name: &str) -> PathBuf {
     repo_root().join("testdata").join(name)
 }
 
-/// The `weft` binary of this build profile, in the directory above the one
-/// holding this test executable. `cargo test` does not build it (it belongs
-/// to another package): run `cargo build -p weft` first, as README.md and
-/// `.ci/run` do.
+/// The `weft` binary of this build profile. See [`built_bin`].
 pub fn weft_bin() -> PathBuf {
+    built_bin("weft")
+}
+
+/// A binary of another workspace package (`weft`, or the benches'
+/// `gen-corpus`) of this build profile, in the directory above the one
+/// holding this test executable. `cargo test` does not build them: run
+/// `cargo build -p weft -p weft-benches` first, as README.md and `.ci/run`
+/// do.
+pub fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps");
-    let bin = dir.join(format!("weft{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} not built: run `cargo build -p weft` before the tests",
+        "{} not built: run `cargo build -p weft -p weft-benches` before the tests",
         bin.display()
     );
     bin
