@@ -130,6 +130,7 @@ fn read(corpus: &[u8], mut each: impl FnMut(&[u8]) -> bool) -> (f64, u64) {
 /// A named way to build writer properties for one segment.
 type Props = Box<dyn Fn(&SchemaRef, usize) -> Result<WriterProperties>>;
 
+/// The encoder variants; the first is weft's own settings.
 fn variants() -> Vec<(&'static str, Props)> {
     let weft = |opts: SegmentOptions| -> Props {
         Box::new(move |schema: &SchemaRef, ids: usize| {
@@ -205,6 +206,7 @@ fn main() -> Result<()> {
         .map(RecordBatch::num_rows)
         .sum();
     let mb = |b: u64| b as f64 / 1e6;
+    let per_gb = |cpu: f64| cpu / (input as f64 / 1e9);
 
     println!("machine: {}", machine());
     println!(
@@ -219,7 +221,7 @@ fn main() -> Result<()> {
     let row = |name: &str, cpu: f64, out: Option<u64>| {
         println!(
             "| {name} | {cpu:.2} | {:.2} | {:.0} | {} |",
-            cpu / (input as f64 / 1e9),
+            per_gb(cpu),
             mb(input) / cpu.max(1e-9),
             out.map_or("–".into(), |b| format!("{:.1}", mb(b)))
         );
@@ -256,20 +258,18 @@ fn main() -> Result<()> {
     // Variants take turns, `repeat` rounds of them, so a slow spell of the
     // machine spreads over all of them; each row is the median round.
     let variants = variants();
-    let mut runs = vec![Vec::new(); variants.len()];
+    let mut rounds = vec![Vec::new(); variants.len()];
     for round in 1..=args.repeat {
-        for ((name, props), runs) in variants.iter().zip(&mut runs) {
+        for ((name, props), runs) in variants.iter().zip(&mut rounds) {
             eprintln!("{name} (round {round}) …");
             runs.push(encode(&segments, props)?);
         }
     }
-    let mut weft_encode = 0.0;
-    for (i, ((name, _), runs)) in variants.iter().zip(&mut runs).enumerate() {
+    let mut medians = Vec::with_capacity(variants.len());
+    for ((name, _), mut runs) in variants.iter().zip(rounds) {
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (cpu, out) = runs[runs.len() / 2];
-        if i == 0 {
-            weft_encode = cpu;
-        }
+        medians.push(cpu);
         let spread = format!(
             "{name} (median of {}: {:.2}–{:.2} s)",
             runs.len(),
@@ -296,8 +296,8 @@ fn main() -> Result<()> {
     println!(
         "reading with weft's tokenizer + encoding with weft's settings: {:.2} CPU s per GB, \
          a ceiling of {:.0} MB/s per core before any normalizing, sorting or gathering",
-        (tokenize + weft_encode) / (input as f64 / 1e9),
-        mb(input) / (tokenize + weft_encode)
+        per_gb(tokenize + medians[0]),
+        mb(input) / (tokenize + medians[0])
     );
     Ok(())
 }
