@@ -2,15 +2,15 @@
 //!
 //! Checked in the order a shipper's retry logic needs: not ready or storage
 //! trouble → 503, a declared body over the limit → 413 before anything is
-//! read, the in-flight byte budget spent → 429 (a 503 or 429 is sent once
-//! the body has been read and dropped: a client still writing it into a
+//! read, the in-flight byte budget spent or the write path or the process
+//! at its memory cap → 429 (a 503 or 429 is sent once the body has been
+//! read and dropped piece by piece: a client still writing it into a
 //! closed connection would see a reset instead), then the body is read under
 //! the limit (413 past it; a client that goes away mid-body commits
 //! nothing), decompressed under its own cap (413 for a bomb, 400 for a
-//! corrupt stream) and stored off the async runtime, which refuses with 429
-//! when the write path or the process is at its memory cap (checked once
-//! the body is read: a refusal before it leaves the client writing into a
-//! closed connection). 429 and 503 carry `Retry-After`.
+//! corrupt stream) and stored off the async runtime, which checks the
+//! memory caps again with the body's real size. 429 and 503 carry
+//! `Retry-After`.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -256,6 +256,15 @@ pub(crate) async fn store_body(
             "too many bytes in flight; retry shortly".into(),
         ));
     };
+    // A store that would refuse the body anyway gets it drained, not
+    // collected and handed over: under load most bodies are refused, and
+    // reading each into memory first cost about a millisecond per MiB
+    // (benches/README.md). Its length on the wire is the least the body
+    // may be; what passes is checked again once it is read.
+    if let Err(e) = store.admission(declared.map_or(0, |n| n as usize)) {
+        discard(body, limit).await;
+        return Err(refuse(state, source, status_of(&e), e.to_string()));
+    }
     let raw = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {

@@ -609,38 +609,29 @@ impl Store {
         Some(self.overloaded(IngestError::MemoryFull { resident, cap }))
     }
 
+    /// Refuses, without reserving anything, a request of `input_bytes`
+    /// that [`Store::ingest`] would refuse now: the server asks before it
+    /// reads a body, so that a body it must refuse is drained, not
+    /// collected and handed over. `input_bytes` should not overstate the
+    /// body (its length on the wire, say): what passes here is checked
+    /// again, with the body's real size, before it is stored.
+    pub fn admission(&self, input_bytes: usize) -> std::result::Result<(), IngestError> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
+        }
+        let bytes = self.reservation_for(input_bytes);
+        self.room_for(bytes, self.decoding.load(Ordering::Acquire))
+    }
+
     /// Reserves memory for the batches of `input_bytes` of input, or
     /// refuses when the write path would pass its cap with them, or the
     /// process its resident cap. A request alone may always have the whole
     /// cap.
     fn reserve(&self, input_bytes: usize) -> std::result::Result<Reservation, IngestError> {
-        let per_input = self.memory_per_input.load(Ordering::Relaxed) as usize;
-        let bytes = input_bytes.saturating_mul(per_input) / 1000;
-        let max = self.options.max_buffer_bytes;
+        let bytes = self.reservation_for(input_bytes);
         let mut cur = self.decoding.load(Ordering::Acquire);
-        let flushing = self.data.flush_memory();
-        // A flush, running or about to start, may grow to the largest
-        // working set seen so far, and allocates about as much again that
-        // is not counted (zstd contexts and page buffers per column: 22 MiB
-        // under heaptrack, against 25-43 MB counted; benches/README.md);
-        // or, when more, by what recent flushes added to the resident set.
-        let peak = self
-            .flush_peak
-            .fetch_max(flushing, Ordering::Relaxed)
-            .max(flushing);
-        let flush_growth = (2 * peak)
-            .saturating_sub(flushing)
-            .max(self.flush_resident_growth.load(Ordering::Relaxed));
         loop {
-            let held = self.data.buffer_usage().0 + flushing + cur;
-            if held > 0 && held.saturating_add(bytes) > max {
-                return Err(self.overloaded(IngestError::Overloaded { bytes: held }));
-            }
-            // What requests being normalized and the flush will add is not
-            // resident yet.
-            if let Some(refusal) = self.resident_refusal(held, cur + bytes + flush_growth) {
-                return Err(refusal);
-            }
+            self.room_for(bytes, cur)?;
             match self.decoding.compare_exchange_weak(
                 cur,
                 cur + bytes,
@@ -655,6 +646,41 @@ impl Store {
                 }
                 Err(now) => cur = now,
             }
+        }
+    }
+
+    /// The memory the batches of `input_bytes` of input are expected to take.
+    fn reservation_for(&self, input_bytes: usize) -> usize {
+        let per_input = self.memory_per_input.load(Ordering::Relaxed) as usize;
+        input_bytes.saturating_mul(per_input) / 1000
+    }
+
+    /// Refuses `bytes` more for requests being normalized, `decoding`
+    /// already reserved, when the write path or the process would pass its cap.
+    fn room_for(&self, bytes: usize, decoding: usize) -> std::result::Result<(), IngestError> {
+        let max = self.options.max_buffer_bytes;
+        let flushing = self.data.flush_memory();
+        // A flush, running or about to start, may grow to the largest
+        // working set seen so far, and allocates about as much again that
+        // is not counted (zstd contexts and page buffers per column: 22 MiB
+        // under heaptrack, against 25-43 MB counted; benches/README.md);
+        // or, when more, by what recent flushes added to the resident set.
+        let peak = self
+            .flush_peak
+            .fetch_max(flushing, Ordering::Relaxed)
+            .max(flushing);
+        let flush_growth = (2 * peak)
+            .saturating_sub(flushing)
+            .max(self.flush_resident_growth.load(Ordering::Relaxed));
+        let held = self.data.buffer_usage().0 + flushing + decoding;
+        if held > 0 && held.saturating_add(bytes) > max {
+            return Err(self.overloaded(IngestError::Overloaded { bytes: held }));
+        }
+        // What requests being normalized and the flush will add is not
+        // resident yet.
+        match self.resident_refusal(held, decoding + bytes + flush_growth) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
     }
 

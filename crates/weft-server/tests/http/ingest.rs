@@ -525,6 +525,65 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     server.abort();
 }
 
+/// `weft_ingest_wire_bytes_total`: the bytes of bodies read whole.
+async fn wire_bytes(app: &App) -> u64 {
+    let text = metrics_text(app).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("weft_ingest_wire_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no wire bytes in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_write_path_refuses_a_body_without_reading_it_whole() {
+    for (options, why) in [
+        (
+            StoreOptions {
+                max_buffer_bytes: 1,
+                ..StoreOptions::default()
+            },
+            "write path full",
+        ),
+        (
+            StoreOptions {
+                max_resident_bytes: 1,
+                ..StoreOptions::default()
+            },
+            "memory full",
+        ),
+    ] {
+        let app = app_with(options, IngestLimits::default(), true);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+        // The first request goes ahead (a refusal would free nothing) and
+        // fills the write path.
+        let first = lines(2);
+        assert_eq!(
+            post(&app, "/v1/ingest", &[], first.clone()).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(wire_bytes(&app).await, first.len() as u64);
+
+        // A client that writes its 16 MiB body whole before reading still
+        // reads the 429, and the body was dropped as it came, never held
+        // whole: it is not among the bytes read.
+        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20))
+            .await
+            .unwrap()
+            .expect("the refused client reads a clean answer, not a reset");
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        assert!(answer.contains(why), "{answer}");
+        assert_eq!(wire_bytes(&app).await, first.len() as u64);
+        assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 2);
+        server.abort();
+    }
+}
+
 #[tokio::test]
 async fn merged_segments_answer_queries_with_each_row_once() {
     let app = app_with(
