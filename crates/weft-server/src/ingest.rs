@@ -1,26 +1,28 @@
 //! `POST /v1/ingest`: NDJSON batches from shippers.
 //!
 //! Checked in the order a shipper's retry logic needs: not ready or storage
-//! trouble → 503, a declared body over the limit → 413 before anything is
-//! read, the in-flight byte budget spent or the write path or the process
-//! at its memory cap → 429 (a 503 or 429 is sent once the body has been
-//! read and dropped piece by piece: a client still writing it into a
-//! closed connection would see a reset instead), then the body is read under
-//! the limit (413 past it; a client that goes away mid-body commits
-//! nothing), decompressed under its own cap (413 for a bomb, 400 for a
-//! corrupt stream) and stored off the async runtime, which checks the
-//! memory caps again with the body's real size. 429 and 503 carry
-//! `Retry-After`.
+//! trouble → 503, a declared body over the limit → 413 without storing any
+//! of it, the in-flight byte budget spent or the write path or the process
+//! at its memory cap → 429, then the body is read under the limit (413 past
+//! it; a client that goes away mid-body commits nothing), decompressed
+//! under its own cap (413 for a bomb, 400 for a corrupt stream) and stored
+//! off the async runtime, which checks the memory caps again with the
+//! body's real size. A 503, 429 or 413 is sent once the body has been read
+//! and dropped piece by piece (for a 413, up to four times the limit): a
+//! client still writing it into a closed connection would see a broken
+//! pipe instead of its answer. 429 and 503 carry `Retry-After`.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Json;
-use axum::body::{Body, Bytes, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use weft_ingest::{Defaults, Format};
@@ -216,7 +218,12 @@ pub(crate) async fn store_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        // Read first (within reason), so that a client writing the body
+        // whole reads its 413 rather than a broken pipe.
+        if n <= drain_bound(limit) as u64 {
+            drain(body, drain_bound(limit)).await;
+        }
         return Err(refuse(
             state,
             source,
@@ -265,12 +272,18 @@ pub(crate) async fn store_body(
         discard(body, limit).await;
         return Err(refuse(state, source, status_of(&e), e.to_string()));
     }
-    let raw = match to_bytes(body, limit).await {
-        Ok(b) => b,
+    let mut body = body;
+    let raw = match http_body_util::Limited::new(&mut body, limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
         Err(e) => {
             // Over the limit, or the client went away: nothing is stored.
-            let too_big = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_big = e.is::<http_body_util::LengthLimitError>();
+            if too_big {
+                drain(body, drain_bound(limit) - limit).await;
+            }
             return Err(if too_big {
                 refuse(
                     state,
@@ -352,9 +365,23 @@ pub(crate) async fn store_body(
 /// each piece as it comes, so that a client which writes its whole body
 /// before reading gets the answer, not a connection reset.
 async fn discard(body: Body, limit: usize) {
-    use http_body_util::BodyExt;
     let mut body = http_body_util::Limited::new(body, limit);
     while let Some(Ok(_)) = body.frame().await {}
+}
+
+/// How much of a body over `limit` is read and dropped before its 413:
+/// four times the limit. Past that the connection is closed unread.
+fn drain_bound(limit: usize) -> usize {
+    limit.saturating_mul(4)
+}
+
+/// How long a body over the limit is read before its 413 goes out anyway.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// [`discard`] for a body over the limit: at most `more` bytes and
+/// [`DRAIN_TIME`].
+async fn drain(body: Body, more: usize) {
+    let _ = tokio::time::timeout(DRAIN_TIME, discard(body, more)).await;
 }
 
 /// The answer to a store's refusal: 429 for load, 503 for trouble.

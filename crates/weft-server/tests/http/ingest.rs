@@ -525,6 +525,63 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     server.abort();
 }
 
+/// Like [`post_raw`], with the body sent chunked (no length declared).
+fn post_raw_chunked(addr: std::net::SocketAddr, body_len: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
+    let line = b"{\"message\":\"too big\"}\n";
+    let chunk: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
+    let mut sent = 0;
+    while sent < body_len {
+        let n = chunk.len().min(body_len - sent);
+        write!(s, "{n:x}\r\n")?;
+        s.write_all(&chunk[..n])?;
+        s.write_all(b"\r\n")?;
+        sent += n;
+    }
+    s.write_all(b"0\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_writing_an_over_limit_body_whole_reads_the_413() {
+    let app = app_with(
+        StoreOptions::default(),
+        IngestLimits {
+            max_body_bytes: 4 << 20,
+            ..IngestLimits::default()
+        },
+        true,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    // 15 MiB is more than the socket buffers hold: the client reads its
+    // answer only if the server reads the body rather than closing on it
+    // (it does up to four times the limit). Declared over the limit, and
+    // found over it while reading.
+    for (how, post) in [
+        ("declared", post_raw as fn(_, _) -> _),
+        ("chunked", post_raw_chunked),
+    ] {
+        let answer = tokio::task::spawn_blocking(move || post(addr, 15 << 20))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{how}: the client gets a reset, not its 413: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 413"), "{how}: {answer}");
+        assert!(answer.contains("byte limit"), "{how}: {answer}");
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
+    server.abort();
+}
+
 /// `weft_ingest_wire_bytes_total`: the bytes of bodies read whole.
 async fn wire_bytes(app: &App) -> u64 {
     let text = metrics_text(app).await;
