@@ -454,21 +454,54 @@ async fn shipper_endpoints_share_the_refusals_shippers_retry_on() {
 
 /// Posts an NDJSON body of `body_len` bytes on a fresh blocking connection
 /// to `addr`, written whole before the answer is read, as simple clients
-/// do; returns the answer as text.
-fn post_raw(addr: std::net::SocketAddr, body_len: usize) -> std::io::Result<String> {
+/// do; returns the answer as text. `chunked` sends it with no length
+/// declared.
+fn post_raw(addr: std::net::SocketAddr, body_len: usize, chunked: bool) -> std::io::Result<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {body_len}")
+    };
     write!(
         s,
-        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\n{framing}\r\nConnection: close\r\n\r\n"
     )?;
     let line = b"{\"message\":\"refused\"}\n";
-    let body: Vec<u8> = line.iter().copied().cycle().take(body_len).collect();
-    s.write_all(&body)?;
+    let piece: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
+    let mut sent = 0;
+    while sent < body_len {
+        let n = piece.len().min(body_len - sent);
+        if chunked {
+            write!(s, "{n:x}\r\n")?;
+        }
+        s.write_all(&piece[..n])?;
+        if chunked {
+            s.write_all(b"\r\n")?;
+        }
+        sent += n;
+    }
+    if chunked {
+        s.write_all(b"0\r\n\r\n")?;
+    }
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Serves `app` on a loopback port; abort the handle to stop.
+async fn serve(
+    app: &App,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    (addr, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,9 +515,7 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
         },
         true,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    let (addr, server) = serve(&app).await;
 
     // A slow client declares 1 MiB, sends a few bytes and waits: its
     // reservation spends the whole budget.
@@ -510,7 +541,7 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     // Another client writes a 16 MiB body whole before reading: more than
     // the socket buffers hold, so it gets its answer only if the server
     // reads the body before refusing it.
-    let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20))
+    let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false))
         .await
         .unwrap()
         .expect("the refused client reads a clean answer, not a reset");
@@ -525,31 +556,6 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     server.abort();
 }
 
-/// Like [`post_raw`], with the body sent chunked (no length declared).
-fn post_raw_chunked(addr: std::net::SocketAddr, body_len: usize) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    write!(
-        s,
-        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )?;
-    let line = b"{\"message\":\"too big\"}\n";
-    let chunk: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
-    let mut sent = 0;
-    while sent < body_len {
-        let n = chunk.len().min(body_len - sent);
-        write!(s, "{n:x}\r\n")?;
-        s.write_all(&chunk[..n])?;
-        s.write_all(b"\r\n")?;
-        sent += n;
-    }
-    s.write_all(b"0\r\n\r\n")?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_writing_an_over_limit_body_whole_reads_the_413() {
     let app = app_with(
@@ -560,18 +566,13 @@ async fn a_client_writing_an_over_limit_body_whole_reads_the_413() {
         },
         true,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+    let (addr, server) = serve(&app).await;
     // 15 MiB is more than the socket buffers hold: the client reads its
     // answer only if the server reads the body rather than closing on it
     // (it does up to four times the limit). Declared over the limit, and
     // found over it while reading.
-    for (how, post) in [
-        ("declared", post_raw as fn(_, _) -> _),
-        ("chunked", post_raw_chunked),
-    ] {
-        let answer = tokio::task::spawn_blocking(move || post(addr, 15 << 20))
+    for (how, chunked) in [("declared", false), ("chunked", true)] {
+        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 15 << 20, chunked))
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("{how}: the client gets a reset, not its 413: {e}"));
@@ -610,9 +611,7 @@ async fn a_full_write_path_refuses_a_body_without_reading_it_whole() {
         ),
     ] {
         let app = app_with(options, IngestLimits::default(), true);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(axum::serve(listener, app.router.clone()).into_future());
+        let (addr, server) = serve(&app).await;
         // The first request goes ahead (a refusal would free nothing) and
         // fills the write path.
         let first = lines(2);
@@ -625,7 +624,7 @@ async fn a_full_write_path_refuses_a_body_without_reading_it_whole() {
         // A client that writes its 16 MiB body whole before reading still
         // reads the 429, and the body was dropped as it came, never held
         // whole: it is not among the bytes read.
-        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20))
+        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false))
             .await
             .unwrap()
             .expect("the refused client reads a clean answer, not a reset");
