@@ -7,10 +7,12 @@
 //! it; a client that goes away mid-body commits nothing), decompressed
 //! under its own cap (413 for a bomb, 400 for a corrupt stream) and stored
 //! off the async runtime, which checks the memory caps again with the
-//! body's real size. A 503, 429 or 413 is sent once the body has been read
-//! and dropped piece by piece (for a 413, up to four times the limit): a
-//! client still writing it into a closed connection would see a broken
-//! pipe instead of its answer. 429 and 503 carry `Retry-After`.
+//! body's real size. A refusal is sent once the body has been read and
+//! dropped piece by piece (for at most 10 s; for a 413, up to four times
+//! the limit): a client still writing it into a closed connection would see
+//! a broken pipe instead of its answer. A client that sent `Expect:
+//! 100-continue` gets a refusal made before reading without sending the body
+//! at all. 429 and 503 carry `Retry-After`.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -206,7 +208,7 @@ pub(crate) async fn store_body(
     };
     let limit = state.ingest.max_body_bytes;
     if let Some(reason) = store.unavailable() {
-        discard(body, limit).await;
+        skip_body(headers, body, limit).await;
         return Err(refuse(
             state,
             source,
@@ -222,7 +224,7 @@ pub(crate) async fn store_body(
         // Read first (within reason), so that a client writing the body
         // whole reads its 413 rather than a broken pipe.
         if n <= drain_bound(limit) as u64 {
-            drain(body, drain_bound(limit)).await;
+            skip_body(headers, body, drain_bound(limit)).await;
         }
         return Err(refuse(
             state,
@@ -237,6 +239,7 @@ pub(crate) async fn store_body(
     let encoding = match Encoding::of(headers) {
         Ok(e) => e,
         Err(msg) => {
+            skip_body(headers, body, limit).await;
             return Err(refuse(
                 state,
                 source,
@@ -255,7 +258,7 @@ pub(crate) async fn store_body(
             .min(state.ingest.max_decompressed_bytes)
     };
     let Some(_reservation) = reserve(state, expect) else {
-        discard(body, limit).await;
+        skip_body(headers, body, limit).await;
         return Err(refuse(
             state,
             source,
@@ -269,7 +272,7 @@ pub(crate) async fn store_body(
     // (benches/README.md). Its length on the wire is the least the body
     // may be; what passes is checked again once it is read.
     if let Err(e) = store.admission(declared.map_or(0, |n| n as usize)) {
-        discard(body, limit).await;
+        skip_body(headers, body, limit).await;
         return Err(refuse(state, source, status_of(&e), e.to_string()));
     }
     let mut body = body;
@@ -361,9 +364,21 @@ pub(crate) async fn store_body(
     }
 }
 
-/// Reads a refused request's body to its end (or past `limit`), dropping
-/// each piece as it comes, so that a client which writes its whole body
-/// before reading gets the answer, not a connection reset.
+/// Reads the body of a request refused before reading it, up to `limit`
+/// bytes and [`DRAIN_TIME`], dropping each piece as it comes, so that a
+/// client which writes its whole body before reading gets the answer, not
+/// a broken pipe. A client that waits for `100 Continue` before sending
+/// the body is sent none, and so never sends it.
+async fn skip_body(headers: &HeaderMap, body: Body, limit: usize) {
+    let waits = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits {
+        drain(body, limit).await;
+    }
+}
+
+/// Reads `body` to its end (or past `limit`), dropping each piece.
 async fn discard(body: Body, limit: usize) {
     let mut body = http_body_util::Limited::new(body, limit);
     while let Some(Ok(_)) = body.frame().await {}
@@ -375,11 +390,10 @@ fn drain_bound(limit: usize) -> usize {
     limit.saturating_mul(4)
 }
 
-/// How long a body over the limit is read before its 413 goes out anyway.
+/// How long a refused body is read before the refusal goes out anyway.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// [`discard`] for a body over the limit: at most `more` bytes and
-/// [`DRAIN_TIME`].
+/// [`discard`] for at most `more` bytes and [`DRAIN_TIME`].
 async fn drain(body: Body, more: usize) {
     let _ = tokio::time::timeout(DRAIN_TIME, discard(body, more)).await;
 }

@@ -383,18 +383,11 @@ async fn shipper_endpoints_share_the_refusals_shippers_retry_on() {
         assert_eq!(a.headers["retry-after"], "1", "{uri}");
     }
     // Buffer full: 429 + Retry-After.
-    let full = app_with(
-        StoreOptions {
-            max_buffer_bytes: 1,
-            ..StoreOptions::default()
-        },
-        IngestLimits::default(),
-        true,
-    );
-    assert_eq!(
-        post(&full, "/v1/ingest", &[], lines(2)).await.status,
-        StatusCode::OK
-    );
+    let full = full_app(StoreOptions {
+        max_buffer_bytes: 1,
+        ..StoreOptions::default()
+    })
+    .await;
     for (uri, ctype, body) in shipper_bodies() {
         let a = post(&full, uri, &[("content-type", ctype)], body).await;
         assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{uri}: {}", a.json);
@@ -455,8 +448,13 @@ async fn shipper_endpoints_share_the_refusals_shippers_retry_on() {
 /// Posts an NDJSON body of `body_len` bytes on a fresh blocking connection
 /// to `addr`, written whole before the answer is read, as simple clients
 /// do; returns the answer as text. `chunked` sends it with no length
-/// declared.
-fn post_raw(addr: std::net::SocketAddr, body_len: usize, chunked: bool) -> std::io::Result<String> {
+/// declared; `header` is one more header line, or empty.
+fn post_raw(
+    addr: std::net::SocketAddr,
+    body_len: usize,
+    chunked: bool,
+    header: &str,
+) -> std::io::Result<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
@@ -467,7 +465,7 @@ fn post_raw(addr: std::net::SocketAddr, body_len: usize, chunked: bool) -> std::
     };
     write!(
         s,
-        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\n{framing}\r\nConnection: close\r\n\r\n"
+        "POST /v1/ingest HTTP/1.1\r\nHost: {addr}\r\n{framing}\r\n{header}Connection: close\r\n\r\n"
     )?;
     let line = b"{\"message\":\"refused\"}\n";
     let piece: Vec<u8> = line.iter().copied().cycle().take(64 << 10).collect();
@@ -541,7 +539,7 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
     // Another client writes a 16 MiB body whole before reading: more than
     // the socket buffers hold, so it gets its answer only if the server
     // reads the body before refusing it.
-    let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false))
+    let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false, ""))
         .await
         .unwrap()
         .expect("the refused client reads a clean answer, not a reset");
@@ -557,30 +555,96 @@ async fn over_the_inflight_budget_is_429_answered_after_the_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_writing_an_over_limit_body_whole_reads_the_413() {
+async fn a_client_writing_a_refused_body_whole_reads_the_answer() {
     let app = app_with(
         StoreOptions::default(),
         IngestLimits {
-            max_body_bytes: 4 << 20,
+            max_body_bytes: 16 << 20,
             ..IngestLimits::default()
         },
         true,
     );
     let (addr, server) = serve(&app).await;
-    // 15 MiB is more than the socket buffers hold: the client reads its
-    // answer only if the server reads the body rather than closing on it
-    // (it does up to four times the limit). Declared over the limit, and
-    // found over it while reading.
-    for (how, chunked) in [("declared", false), ("chunked", true)] {
-        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 15 << 20, chunked))
+    // The client reads its answer only if the server reads the body rather
+    // than closing the connection on it (for a 413, up to four times the
+    // limit): declared over the limit, found over it while reading, and in
+    // an encoding weft does not read.
+    for (how, len, chunked, header, status) in [
+        ("declared", 40 << 20, false, "", "413"),
+        ("chunked", 40 << 20, true, "", "413"),
+        (
+            "encoding",
+            12 << 20,
+            false,
+            "Content-Encoding: br\r\n",
+            "415",
+        ),
+    ] {
+        let answer = tokio::task::spawn_blocking(move || post_raw(addr, len, chunked, header))
             .await
             .unwrap()
-            .unwrap_or_else(|e| panic!("{how}: the client gets a reset, not its 413: {e}"));
-        assert!(answer.starts_with("HTTP/1.1 413"), "{how}: {answer}");
-        assert!(answer.contains("byte limit"), "{how}: {answer}");
+            .unwrap_or_else(|e| panic!("{how}: the client gets a reset, not its {status}: {e}"));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{how}: {answer}"
+        );
     }
     assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 0);
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_expecting_100_continue_is_refused_before_it_sends_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Refused before the body is read: write path full, and over the size limit.
+    let full = full_app(StoreOptions {
+        max_buffer_bytes: 1,
+        ..StoreOptions::default()
+    })
+    .await;
+    let small = app_with(
+        StoreOptions::default(),
+        IngestLimits {
+            max_body_bytes: 1 << 20,
+            ..IngestLimits::default()
+        },
+        true,
+    );
+    for (app, status) in [(&full, "429"), (&small, "413")] {
+        let (addr, server) = serve(app).await;
+        // The client sends the headers only and waits, as curl does for a
+        // large body: no `100 Continue` must come, only the refusal.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = vec![0u8; 512];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut head))
+            .await
+            .expect("an answer without the body")
+            .unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: {head}"
+        );
+        server.abort();
+    }
+    assert_eq!(count(&full, "SELECT count(*) FROM logs").await, 2);
+}
+
+/// An app whose write path (or process, by `options`' caps) is full: its
+/// first request, two lines, went ahead (a refusal would have freed
+/// nothing) and filled it.
+async fn full_app(options: StoreOptions) -> App {
+    let app = app_with(options, IngestLimits::default(), true);
+    assert_eq!(
+        post(&app, "/v1/ingest", &[], lines(2)).await.status,
+        StatusCode::OK
+    );
+    app
 }
 
 /// `weft_ingest_wire_bytes_total`: the bytes of bodies read whole.
@@ -610,21 +674,15 @@ async fn a_full_write_path_refuses_a_body_without_reading_it_whole() {
             "memory full",
         ),
     ] {
-        let app = app_with(options, IngestLimits::default(), true);
+        let app = full_app(options).await;
         let (addr, server) = serve(&app).await;
-        // The first request goes ahead (a refusal would free nothing) and
-        // fills the write path.
-        let first = lines(2);
-        assert_eq!(
-            post(&app, "/v1/ingest", &[], first.clone()).await.status,
-            StatusCode::OK
-        );
-        assert_eq!(wire_bytes(&app).await, first.len() as u64);
+        let first = lines(2).len() as u64;
+        assert_eq!(wire_bytes(&app).await, first);
 
         // A client that writes its 16 MiB body whole before reading still
         // reads the 429, and the body was dropped as it came, never held
         // whole: it is not among the bytes read.
-        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false))
+        let answer = tokio::task::spawn_blocking(move || post_raw(addr, 16 << 20, false, ""))
             .await
             .unwrap()
             .expect("the refused client reads a clean answer, not a reset");
@@ -634,7 +692,7 @@ async fn a_full_write_path_refuses_a_body_without_reading_it_whole() {
             "{answer}"
         );
         assert!(answer.contains(why), "{answer}");
-        assert_eq!(wire_bytes(&app).await, first.len() as u64);
+        assert_eq!(wire_bytes(&app).await, first);
         assert_eq!(count(&app, "SELECT count(*) FROM logs").await, 2);
         server.abort();
     }
