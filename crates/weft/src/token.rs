@@ -67,8 +67,27 @@ pub(crate) fn cmd_token(config: Option<&Path>, cfg: Config, args: TokenArgs) -> 
 
 /// Appends a new token's entry to the config at `path` (created when
 /// missing) and returns the token. The file is rewritten whole through a
-/// temporary file, and only when the result still parses.
+/// temporary file, and only when the result still parses. Concurrent
+/// `create`s (of this process or others) take turns on a lock file beside
+/// the config, `.NAME.lock`, so that none loses another's entry.
 pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
+    // Through a new file beside the real one (a symlinked config is
+    // replaced at its target), with the original's permissions.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = real
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = real.file_name().context("the config path names no file")?;
+    let lock_path = dir.join(format!(".{}.lock", name.to_string_lossy()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let old = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -99,13 +118,6 @@ pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
         .auth
         .validate()
         .map_err(|e| anyhow!("{}: {e}; nothing was changed", path.display()))?;
-    // Through a new file beside the real one (a symlinked config is
-    // replaced at its target), with the original's permissions.
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = real
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write beside {}", real.display()))?;
     tmp.write_all(text.as_bytes())?;
@@ -116,6 +128,7 @@ pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
     tmp.persist(&real)
         .map_err(|e| anyhow!("cannot replace {}: {}", real.display(), e.error))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    drop(lock);
     Ok(token)
 }
 
@@ -146,6 +159,33 @@ mod tests {
         assert_eq!((caller.tenant.as_str(), caller.role), ("acme", Role::Query));
         let caller = cfg.auth.check(Some(&format!("Bearer {b}"))).unwrap();
         assert_eq!(caller.role, Role::Admin);
+    }
+
+    #[test]
+    fn tokens_created_at_once_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, "# mine\n").unwrap();
+        let tokens: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..5)
+                            .map(|_| create(&path, Role::Ingest, "acme").unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let cfg: Config = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(cfg.auth.tokens.len(), 40);
+        for token in &tokens {
+            assert!(cfg.auth.check(Some(&format!("Bearer {token}"))).is_ok());
+        }
     }
 
     #[test]
