@@ -378,12 +378,6 @@ async fn skip_body(headers: &HeaderMap, body: Body, limit: usize) {
     }
 }
 
-/// Reads `body` to its end (or past `limit`), dropping each piece.
-async fn discard(body: Body, limit: usize) {
-    let mut body = http_body_util::Limited::new(body, limit);
-    while let Some(Ok(_)) = body.frame().await {}
-}
-
 /// How much of a body over `limit` is read and dropped before its 413:
 /// four times the limit. Past that the connection is closed unread.
 fn drain_bound(limit: usize) -> usize {
@@ -393,9 +387,14 @@ fn drain_bound(limit: usize) -> usize {
 /// How long a refused body is read before the refusal goes out anyway.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// [`discard`] for at most `more` bytes and [`DRAIN_TIME`].
+/// Reads `body` to its end, dropping each piece, for at most `more` bytes
+/// and [`DRAIN_TIME`].
 async fn drain(body: Body, more: usize) {
-    let _ = tokio::time::timeout(DRAIN_TIME, discard(body, more)).await;
+    let mut body = http_body_util::Limited::new(body, more);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
 }
 
 /// The answer to a store's refusal: 429 for load, 503 for trouble.

@@ -71,8 +71,8 @@ pub(crate) fn cmd_token(config: Option<&Path>, cfg: Config, args: TokenArgs) -> 
 /// `create`s (of this process or others) take turns on a lock file beside
 /// the config, `.NAME.lock`, so that none loses another's entry.
 pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
-    // Through a new file beside the real one (a symlinked config is
-    // replaced at its target), with the original's permissions.
+    // The file itself (a symlinked config is replaced at its target) and
+    // its directory, which holds the lock file and the new file.
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = real
         .parent()
@@ -118,6 +118,7 @@ pub(crate) fn create(path: &Path, role: Role, tenant: &str) -> Result<String> {
         .auth
         .validate()
         .map_err(|e| anyhow!("{}: {e}; nothing was changed", path.display()))?;
+    // Through a new file beside the real one, with the original's permissions.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write beside {}", real.display()))?;
     tmp.write_all(text.as_bytes())?;
