@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
-use arrow::buffer::NullBuffer;
 use arrow::compute::{SortColumn, SortOptions, concat, interleave, lexsort_to_indices, take};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef, TimestampNanosecondType};
 use parquet::arrow::ArrowWriter;
@@ -109,6 +108,8 @@ struct Sources {
     starts: Option<Vec<usize>>,
     /// Whether any batch holds a value (an all-null column is not gathered).
     any_values: bool,
+    /// For each array in `arrays`, whether it holds a value.
+    valued: Vec<bool>,
 }
 
 /// The rows of one hour of [`Rows`].
@@ -190,15 +191,18 @@ impl Rows {
                     null: None,
                     starts: Some(starts),
                     any_values,
+                    valued: vec![any_values],
                 });
                 continue;
             }
+            let valued = arrays.iter().map(|a| a.null_count() < a.len()).collect();
             columns.push(Sources {
                 arrays,
                 of_batch,
                 null,
                 starts: None,
                 any_values,
+                valued,
             });
         }
         Ok(Self {
@@ -290,36 +294,43 @@ impl Rows {
         Ok(hours)
     }
 
-    /// Column `col` of `rows`, in their order.
-    fn gather(&self, col: usize, rows: &[RowAddr]) -> Result<ArrayRef> {
+    /// Column `col` of `rows`, in their order. `touched` lists the batches
+    /// `rows` come from; `nulls` keeps all-null arrays of `rows.len()` by
+    /// type, shared by the columns of one chunk.
+    fn gather(
+        &self,
+        col: usize,
+        rows: &[RowAddr],
+        touched: &[u32],
+        nulls: &mut Vec<ArrayRef>,
+    ) -> Result<ArrayRef> {
         let sources = &self.columns[col];
         let at = |&(b, r): &RowAddr| match &sources.starts {
             Some(starts) => starts[b as usize] + r as usize,
             None => r as usize,
         };
         // Most dynamic columns belong to one service's records, and rows
-        // sorted by service leave them null in most chunks: a null column
-        // then costs a scan of validity bits, not a gather of its values.
+        // sorted by service leave them null in most chunks: such a column
+        // costs a look at the batches the chunk touches, and shares one
+        // null array with the chunk's other null columns of its type.
         let any_valid = sources.any_values
             && match sources.arrays.as_slice() {
                 [only] => match only.nulls() {
                     Some(nulls) => rows.iter().any(|r| nulls.is_valid(at(r))),
                     None => true,
                 },
-                arrays => {
-                    let nulls: Vec<Option<&NullBuffer>> =
-                        arrays.iter().map(|a| a.nulls()).collect();
-                    rows.iter().any(|&(b, r)| {
-                        let a = sources.of_batch[b as usize];
-                        sources.null != Some(a) && nulls[a].is_none_or(|n| n.is_valid(r as usize))
-                    })
-                }
+                _ => touched
+                    .iter()
+                    .any(|&b| sources.valued[sources.of_batch[b as usize]]),
             };
         if !any_valid {
-            return Ok(new_null_array(
-                self.schema.field(col).data_type(),
-                rows.len(),
-            ));
+            let data_type = self.schema.field(col).data_type();
+            if let Some(null) = nulls.iter().find(|a| a.data_type() == data_type) {
+                return Ok(Arc::clone(null));
+            }
+            let null = new_null_array(data_type, rows.len());
+            nulls.push(Arc::clone(&null));
+            return Ok(null);
         }
         if let [only] = sources.arrays.as_slice() {
             return slice_or_take(only, rows.iter().map(at));
@@ -327,12 +338,10 @@ impl Rows {
         // Rows sorted by service mostly come from one batch per chunk (a
         // request's batch holds one service's records): take from its array
         // alone rather than interleave across all of them.
-        if let Some(&(b, _)) = rows.first() {
-            let one = sources.of_batch[b as usize];
+        if let Some(&first) = touched.first() {
+            let one = sources.of_batch[first as usize];
             if sources.null != Some(one)
-                && rows
-                    .iter()
-                    .all(|&(b, _)| sources.of_batch[b as usize] == one)
+                && touched.iter().all(|&b| sources.of_batch[b as usize] == one)
             {
                 return slice_or_take(&sources.arrays[one], rows.iter().map(|&(_, r)| r as usize));
             }
@@ -358,9 +367,18 @@ impl Rows {
     /// The columns `cols` of `rows` as one batch.
     pub fn project(&self, rows: &[RowAddr], cols: &[usize]) -> Result<RecordBatch> {
         let schema = Arc::new(self.schema.project(cols)?);
+        // The batches the rows come from, found once for every column.
+        let mut seen = vec![false; self.batch_rows.len()];
+        let mut touched = Vec::new();
+        for &(b, _) in rows {
+            if !std::mem::replace(&mut seen[b as usize], true) {
+                touched.push(b);
+            }
+        }
+        let mut nulls = Vec::new();
         let columns = cols
             .iter()
-            .map(|&c| self.gather(c, rows))
+            .map(|&c| self.gather(c, rows, &touched, &mut nulls))
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new_with_options(
             schema,
@@ -870,6 +888,55 @@ mod tests {
             gathered(&[&a, &b, &other], &some),
             vec![None, Some(9), Some(7), None]
         );
+    }
+
+    #[test]
+    fn null_columns_of_one_chunk_each_keep_their_type() {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::Float64Type;
+        // One service's batch has `n`, `s` and `t`; the other's has `m` only.
+        let a = RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+            ("s", Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef),
+            ("t", Arc::new(StringArray::from(vec!["p", "q"])) as ArrayRef),
+        ])
+        .unwrap();
+        let b = RecordBatch::try_from_iter(vec![(
+            "m",
+            Arc::new(arrow::array::Float64Array::from(vec![0.5, 1.5, 2.5])) as ArrayRef,
+        )])
+        .unwrap();
+        let (rows, _) = rows_of(&[&a, &b]);
+        let cols: Vec<usize> = ["n", "s", "m", "t"]
+            .iter()
+            .map(|c| rows.schema().index_of(c).unwrap())
+            .collect();
+        // Rows of `b` alone: `n`, `s` and `t` are null, each of its own type.
+        let out = rows.project(&[(1, 2), (1, 0), (1, 1)], &cols).unwrap();
+        let types: Vec<&DataType> = out.columns().iter().map(|c| c.data_type()).collect();
+        assert_eq!(
+            types,
+            vec![
+                &DataType::Int64,
+                &DataType::Utf8,
+                &DataType::Float64,
+                &DataType::Utf8
+            ]
+        );
+        for i in [0, 1, 3] {
+            assert_eq!(out.column(i).null_count(), 3, "column {i}");
+        }
+        let m = out.column(2).as_primitive::<Float64Type>();
+        assert_eq!(m.values().to_vec(), vec![2.5, 0.5, 1.5]);
+        // Rows of both: each column has its values and its nulls.
+        let out = rows.project(&[(0, 1), (1, 0), (0, 0)], &cols).unwrap();
+        let s = out.column(1).as_string::<i32>();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![Some("y"), None, Some("x")]
+        );
+        let m = out.column(2).as_primitive::<Float64Type>();
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![None, Some(0.5), None]);
     }
 
     #[test]
