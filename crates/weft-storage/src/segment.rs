@@ -112,6 +112,35 @@ struct Sources {
     valued: Vec<bool>,
 }
 
+/// What the columns of one gathered chunk share.
+struct Chunk<'a> {
+    rows: &'a [RowAddr],
+    /// The batches the rows come from.
+    touched: Vec<u32>,
+    /// All-null arrays of `rows.len()`, one per type met so far.
+    nulls: Vec<ArrayRef>,
+    /// `rows` as (array, row) for columns whose arrays are the batches'.
+    direct: Option<Vec<(usize, usize)>>,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(rows: &'a [RowAddr], batches: usize) -> Self {
+        let mut seen = vec![false; batches];
+        let mut touched = Vec::new();
+        for &(b, _) in rows {
+            if !std::mem::replace(&mut seen[b as usize], true) {
+                touched.push(b);
+            }
+        }
+        Self {
+            rows,
+            touched,
+            nulls: Vec::new(),
+            direct: None,
+        }
+    }
+}
+
 /// The rows of one hour of [`Rows`].
 #[derive(Debug)]
 pub struct HourRows {
@@ -294,16 +323,9 @@ impl Rows {
         Ok(hours)
     }
 
-    /// Column `col` of `rows`, in their order. `touched` lists the batches
-    /// `rows` come from; `nulls` keeps all-null arrays of `rows.len()` by
-    /// type, shared by the columns of one chunk.
-    fn gather(
-        &self,
-        col: usize,
-        rows: &[RowAddr],
-        touched: &[u32],
-        nulls: &mut Vec<ArrayRef>,
-    ) -> Result<ArrayRef> {
+    /// Column `col` of the chunk's rows, in their order.
+    fn gather(&self, col: usize, chunk: &mut Chunk<'_>) -> Result<ArrayRef> {
+        let (rows, touched) = (chunk.rows, chunk.touched.as_slice());
         let sources = &self.columns[col];
         let at = |&(b, r): &RowAddr| match &sources.starts {
             Some(starts) => starts[b as usize] + r as usize,
@@ -325,11 +347,11 @@ impl Rows {
             };
         if !any_valid {
             let data_type = self.schema.field(col).data_type();
-            if let Some(null) = nulls.iter().find(|a| a.data_type() == data_type) {
+            if let Some(null) = chunk.nulls.iter().find(|a| a.data_type() == data_type) {
                 return Ok(Arc::clone(null));
             }
             let null = new_null_array(data_type, rows.len());
-            nulls.push(Arc::clone(&null));
+            chunk.nulls.push(Arc::clone(&null));
             return Ok(null);
         }
         if let [only] = sources.arrays.as_slice() {
@@ -347,6 +369,16 @@ impl Rows {
             }
         }
         let arrays: Vec<&dyn Array> = sources.arrays.iter().map(|a| a.as_ref()).collect();
+        if sources.null.is_none() {
+            // Every batch has its own array here, in batch order: the
+            // chunk's addresses serve every such column as they are.
+            let idx = chunk.direct.get_or_insert_with(|| {
+                rows.iter()
+                    .map(|&(b, r)| (b as usize, r as usize))
+                    .collect()
+            });
+            return Ok(interleave(&arrays, idx)?);
+        }
         let idx: Vec<(usize, usize)> = rows
             .iter()
             .map(|&(b, r)| {
@@ -367,18 +399,10 @@ impl Rows {
     /// The columns `cols` of `rows` as one batch.
     pub fn project(&self, rows: &[RowAddr], cols: &[usize]) -> Result<RecordBatch> {
         let schema = Arc::new(self.schema.project(cols)?);
-        // The batches the rows come from, found once for every column.
-        let mut seen = vec![false; self.batch_rows.len()];
-        let mut touched = Vec::new();
-        for &(b, _) in rows {
-            if !std::mem::replace(&mut seen[b as usize], true) {
-                touched.push(b);
-            }
-        }
-        let mut nulls = Vec::new();
+        let mut chunk = Chunk::new(rows, self.batch_rows.len());
         let columns = cols
             .iter()
-            .map(|&c| self.gather(c, rows, &touched, &mut nulls))
+            .map(|&c| self.gather(c, &mut chunk))
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new_with_options(
             schema,
