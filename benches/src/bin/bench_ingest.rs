@@ -138,20 +138,24 @@ impl Daemon {
             if status != 200 {
                 bail!("GET /metrics answered {status}");
             }
-            let held: f64 = text
+            let held: Vec<f64> = text
                 .lines()
                 .filter(|l| {
                     l.starts_with("weft_buffer_bytes{") || l.starts_with("weft_buffer_bytes ")
                 })
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+                .collect();
+            if held.is_empty() {
+                bail!("GET /metrics has no weft_buffer_bytes sample");
+            }
+            let held: f64 = held.iter().sum();
             if held == 0.0 {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > limit {
                 bail!("the write buffer still held {held} bytes after {limit:?}");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -112,6 +112,23 @@ struct Sources {
     valued: Vec<bool>,
 }
 
+/// Memory the columns of `batch` hold, an array shared by several columns
+/// (a chunk's null columns of one type) counted once.
+fn held_by(batch: &RecordBatch) -> usize {
+    let mut seen: Vec<*const ()> = Vec::with_capacity(batch.num_columns());
+    batch
+        .columns()
+        .iter()
+        .filter(|c| {
+            let at = Arc::as_ptr(c) as *const ();
+            let first = !seen.contains(&at);
+            seen.push(at);
+            first
+        })
+        .map(|c| c.get_array_memory_size())
+        .sum()
+}
+
 /// What the columns of one gathered chunk share.
 struct Chunk<'a> {
     rows: &'a [RowAddr],
@@ -333,7 +350,8 @@ impl Rows {
         };
         // Most dynamic columns belong to one service's records, and rows
         // sorted by service leave them null in most chunks: such a column
-        // costs a look at the batches the chunk touches, and shares one
+        // costs a look at the batches the chunk touches (a column held in
+        // one array, a look at the validity of its rows), and shares one
         // null array with the chunk's other null columns of its type.
         let any_valid = sources.any_values
             && match sources.arrays.as_slice() {
@@ -425,7 +443,7 @@ impl Rows {
         let keys = self.project(rows, &cols)?;
         // The keys, the sort's own keys and order, and the reordered rows.
         self.hold(
-            keys.get_array_memory_size()
+            held_by(&keys)
                 + rows.len() * (std::mem::size_of::<RowKey>() + 4 + std::mem::size_of::<RowAddr>()),
         );
         let order = logs_order(&keys)?;
@@ -684,7 +702,7 @@ pub fn write_rows(
     let cols: Vec<usize> = (0..all.schema().fields().len()).collect();
     for part in rows.chunks(chunk) {
         let batch = all.project(part, &cols)?;
-        all.hold(batch.get_array_memory_size() + writer.memory_size());
+        all.hold(held_by(&batch) + writer.memory_size());
         writer.write(&batch)?;
     }
     all.hold(writer.memory_size());
@@ -950,6 +968,10 @@ mod tests {
         for i in [0, 1, 3] {
             assert_eq!(out.column(i).null_count(), 3, "column {i}");
         }
+        // `s` and `t` share one null array, and it is counted once.
+        assert!(Arc::ptr_eq(out.column(1), out.column(3)));
+        let own: usize = (0..3).map(|i| out.column(i).get_array_memory_size()).sum();
+        assert_eq!(held_by(&out), own);
         let m = out.column(2).as_primitive::<Float64Type>();
         assert_eq!(m.values().to_vec(), vec![2.5, 0.5, 1.5]);
         // Rows of both: each column has its values and its nulls.
