@@ -140,3 +140,47 @@ pub fn machine() -> String {
         .unwrap_or_default();
     format!("{cpu}, {cores} cores, {mem}")
 }
+
+/// `all` cut into pieces of at most `size` bytes that end at line ends, as
+/// a shipper batches lines into requests; a line longer than `size` is a
+/// piece of its own.
+pub fn cut_at_line_ends(all: &[u8], size: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = all;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= size {
+            rest.len()
+        } else {
+            rest[..size]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .or_else(|| {
+                    rest[size..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map(|i| size + i)
+                })
+                .map_or(rest.len(), |i| i + 1)
+        };
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_at_line_ends;
+
+    #[test]
+    fn pieces_end_at_line_ends_and_keep_every_byte() {
+        let all = b"aa\nbbbb\nc\ndddddddd\ne";
+        let pieces = cut_at_line_ends(all, 5);
+        assert_eq!(
+            pieces,
+            vec![&b"aa\n"[..], b"bbbb\n", b"c\n", b"dddddddd\n", b"e"]
+        );
+        assert_eq!(pieces.concat(), all);
+        assert_eq!(cut_at_line_ends(b"", 5), Vec::<&[u8]>::new());
+    }
+}

@@ -210,21 +210,10 @@ fn batches(corpus: &Path, total: u64, batch: usize) -> Result<Vec<Arc<Vec<u8>>>>
     if let Some(end) = all.iter().rposition(|&b| b == b'\n') {
         all.truncate(end + 1);
     }
-    let mut out = Vec::new();
-    let mut rest = &all[..];
-    while !rest.is_empty() {
-        let cut = if rest.len() <= batch {
-            rest.len()
-        } else {
-            rest[..batch]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(rest.len(), |i| i + 1)
-        };
-        out.push(Arc::new(rest[..cut].to_vec()));
-        rest = &rest[cut..];
-    }
-    Ok(out)
+    Ok(weft_benches::cut_at_line_ends(&all, batch)
+        .into_iter()
+        .map(|piece| Arc::new(piece.to_vec()))
+        .collect())
 }
 
 #[derive(Debug, Default)]

@@ -9,30 +9,62 @@
 //!   own writer properties. Variants with cheaper settings show what each
 //!   setting costs and what it buys in size.
 //!
-//! Normalizing, sorting and gathering cost nothing here, so input bytes /
+//! Normalizing, sorting and gathering cost nothing there, so input bytes /
 //! (reading + encoding CPU seconds) is a ceiling on the import's per-core
 //! speed with this tokenizer, this encoder and these settings.
+//!
+//! Three more stages are what `weft serve` adds around them, each timed on
+//! its own:
+//!
+//! - normalizing: the corpus made into Arrow batches with the daemon's own
+//!   entry point, one request body at a time (1 MiB bodies, as
+//!   `bench-ingest` posts them, and 64 MiB ones), the batches dropped after
+//!   each body;
+//! - receiving: the corpus posted in 1 MiB bodies over HTTP/1.1 on loopback
+//!   to an axum server on one thread (the daemon's HTTP stack), which
+//!   answers each at once, or first appends it to weft's WAL and fsyncs;
+//!   the serving thread's CPU is counted, the client's is not;
+//! - sorting: a flush without its encoding. The 1 MiB bodies' batches are
+//!   taken 128 MiB at a time, split by hour, sorted into segment order and
+//!   gathered into the writer's 16 Ki-row batches with weft's own code. As
+//!   a peer, each segment read back is put in time order (as its rows
+//!   arrived), sorted with arrow's `lexsort_to_indices` and every column
+//!   taken in that order.
+//!
 //! `zstd -3` and `zstd -1` over the raw input run in the same run as a
-//! peer: what compressing the input costs with no parsing at all.
-//! See benches/README.md for results.
+//! peer: what compressing the input costs with no parsing at all. The last
+//! line sums the daemon's stages as `weft serve` runs them. See
+//! benches/README.md for results.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, RecordBatch};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::SchemaRef;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::post;
 use clap::Parser;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::de::IgnoredAny;
-use weft_benches::{machine, measure, thread_cpu};
+use weft_benches::{cut_at_line_ends, machine, measure, thread_cpu};
+use weft_ingest::model;
+use weft_ingest::{BodyOptions, Defaults, FieldRegistry, NormalizerConfig, normalize_body};
 use weft_scan::json::{self, JsonNumber, JsonStr, Visitor};
 use weft_scan::lines::Lines;
+use weft_storage::buffer::{arrow_memory, merged_schema};
+use weft_storage::wal::Wal;
 use weft_storage::{DataDir, SegmentOptions, Table, segment};
 
 #[derive(Debug, Parser)]
@@ -52,6 +84,25 @@ struct Args {
     /// Rounds of the encoder variants; each is reported by its median.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// The stages to run (sorting and encoding need `--data`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reading,normalizing,receiving,sorting,encoding"
+    )]
+    stages: Vec<Stage>,
+    /// Scratch directory for the receiving stage's WAL (emptied first).
+    #[arg(long, default_value = "/tmp/weft-bench-stages")]
+    work: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Stage {
+    Reading,
+    Normalizing,
+    Receiving,
+    Sorting,
+    Encoding,
 }
 
 /// One segment read back: its batches (as the writer was given them) and
@@ -193,28 +244,239 @@ fn encode(segments: &[Segment], props: &Props) -> Result<(f64, u64)> {
     Ok((thread_cpu() - start, bytes))
 }
 
+/// The daemon's normalizer settings, defaults throughout.
+fn body_options() -> BodyOptions {
+    let config = NormalizerConfig::default();
+    BodyOptions {
+        registry: Arc::new(FieldRegistry::new(config.max_fields)),
+        config: Arc::new(config),
+        max_line: weft_storage::store::StoreOptions::default().max_line,
+    }
+}
+
+/// Normalizes `corpus` one body of at most `size` bytes at a time, as the
+/// daemon does a request's, dropping each body's batches; (CPU s, lines
+/// accepted).
+fn normalize(corpus: &[u8], size: usize) -> (f64, u64) {
+    let options = body_options();
+    let source: Arc<str> = Arc::from("bench");
+    let start = thread_cpu();
+    let mut ok = 0;
+    for body in cut_at_line_ends(corpus, size) {
+        let out = normalize_body(body, &source, 0, Defaults::default(), &options);
+        ok += out.counts.accepted;
+    }
+    (thread_cpu() - start, ok)
+}
+
+/// Posts `bodies` over HTTP/1.1 on loopback, one after another on one
+/// connection, to an axum server running on one thread of its own; with
+/// `wal` set the server appends each body to weft's WAL there and fsyncs
+/// before it answers. Returns the serving thread's CPU seconds.
+fn receive(bodies: &[&[u8]], wal: Option<&Path>) -> Result<f64> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let wal = match wal {
+        Some(dir) => {
+            let bytes = weft_storage::store::StoreOptions::default().wal_file_bytes;
+            Some(Arc::new(Mutex::new((Wal::open(dir, bytes)?.0, 0u64))))
+        }
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || -> Result<f64> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let app = Router::new()
+                .route(
+                    "/",
+                    post(move |body: Bytes| {
+                        let wal = wal.clone();
+                        async move { store(wal.as_deref(), &body) }
+                    }),
+                )
+                .layer(DefaultBodyLimit::disable());
+            let start = thread_cpu();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await?;
+            Ok(thread_cpu() - start)
+        })
+    });
+    let posted = post_all(addr, bodies);
+    let _ = stop.send(());
+    let cpu = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    let answered = posted?;
+    if answered != bodies.len() {
+        bail!("{answered} of {} bodies answered 200", bodies.len());
+    }
+    Ok(cpu)
+}
+
+/// The receiving server's handler: the body into the WAL, synced, if there
+/// is one.
+fn store(wal: Option<&Mutex<(Wal, u64)>>, body: &[u8]) -> StatusCode {
+    let Some(wal) = wal else {
+        return StatusCode::OK;
+    };
+    let mut guard = wal.lock().unwrap_or_else(|e| e.into_inner());
+    let (wal, lsn) = &mut *guard;
+    *lsn += 1;
+    match wal.append(*lsn, body).and_then(|()| wal.sync().map(drop)) {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// POSTs each body in turn on one keep-alive connection; how many were
+/// answered 200.
+fn post_all(addr: std::net::SocketAddr, bodies: &[&[u8]]) -> Result<usize> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let mut answers = BufReader::new(conn.try_clone()?);
+    let mut ok = 0;
+    let mut line = String::new();
+    for body in bodies {
+        write!(
+            conn,
+            "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )?;
+        conn.write_all(body)?;
+        line.clear();
+        answers.read_line(&mut line)?;
+        ok += usize::from(line.starts_with("HTTP/1.1 200"));
+        let mut length = 0;
+        loop {
+            line.clear();
+            if answers.read_line(&mut line)? == 0 {
+                bail!("the server closed the connection");
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse()?;
+            }
+        }
+        std::io::copy(&mut (&mut answers).take(length), &mut std::io::sink())?;
+    }
+    Ok(ok)
+}
+
+/// Arrow memory of the daemon's buffer that one flush part writes: half
+/// of the 256 MiB write buffer `bench-ingest` gives the daemon.
+const PART_BYTES: usize = 128 << 20;
+
+/// A flush without its encoding: the corpus normalized in 1 MiB bodies
+/// (not timed), their batches taken [`PART_BYTES`] at a time as the
+/// daemon's flush takes its buffer, split by hour, sorted into segment
+/// order and gathered into the 16 Ki-row batches the writer would be
+/// handed; CPU seconds of the splitting, sorting and gathering.
+fn sort_and_gather(corpus: &[u8]) -> Result<f64> {
+    let options = body_options();
+    let source: Arc<str> = Arc::from("bench");
+    let mut cpu = 0.0;
+    let mut part = Vec::new();
+    let mut held = 0;
+    let bodies = cut_at_line_ends(corpus, 1 << 20);
+    let last = bodies.len().saturating_sub(1);
+    for (i, body) in bodies.into_iter().enumerate() {
+        let out = normalize_body(body, &source, 0, Defaults::default(), &options);
+        held += arrow_memory(&out.logs, &None);
+        part.extend(out.logs);
+        if held < PART_BYTES && i < last {
+            continue;
+        }
+        let start = thread_cpu();
+        let batches: Vec<&RecordBatch> = part.iter().collect();
+        let schema = merged_schema(Table::Logs, &batches)?.context("a part without batches")?;
+        let rows = segment::Rows::new(schema, &batches)?;
+        let cols: Vec<usize> = (0..rows.schema().fields().len()).collect();
+        for mut hour in rows.by_hour(model::TIMESTAMP)? {
+            rows.sort_logs(&mut hour.rows)?;
+            for chunk in hour.rows.chunks(BATCH_ROWS) {
+                std::hint::black_box(rows.project(chunk, &cols)?);
+            }
+        }
+        drop(rows);
+        part.clear();
+        held = 0;
+        cpu += thread_cpu() - start;
+    }
+    Ok(cpu)
+}
+
+/// Each segment's rows put back in time order, as they arrived, then
+/// sorted as a flush sorts them with arrow's `lexsort_to_indices` and every
+/// column taken in that order; CPU seconds of the sort and the take only.
+fn sort_and_take(segments: &[Segment]) -> Result<f64> {
+    let key = |batch: &RecordBatch, name: &str| -> Result<SortColumn> {
+        Ok(SortColumn {
+            values: Arc::clone(
+                batch
+                    .column_by_name(name)
+                    .with_context(|| format!("segment without {name}"))?,
+            ),
+            options: None,
+        })
+    };
+    let mut cpu = 0.0;
+    for seg in segments {
+        let all = concat_batches(&seg.schema, &seg.batches)?;
+        let arrival = lexsort_to_indices(&[key(&all, model::TIMESTAMP)?], None)?;
+        let arrived = take_record_batch(&all, &arrival)?;
+        drop(all);
+        let start = thread_cpu();
+        let keys = [model::SERVICE, model::CORRELATION_ID, model::TIMESTAMP]
+            .map(|name| key(&arrived, name))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let order = lexsort_to_indices(&keys, None)?;
+        let sorted = take_record_batch(&arrived, &order)?;
+        std::hint::black_box(&sorted);
+        drop(sorted);
+        cpu += thread_cpu() - start;
+    }
+    Ok(cpu)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let corpus = std::fs::read(&args.corpus)
         .with_context(|| format!("cannot read {}", args.corpus.display()))?;
     let input = corpus.len() as u64;
-    eprintln!("reading back {} …", args.data.display());
-    let segments = read_segments(&args.data)?;
-    let rows: usize = segments
-        .iter()
-        .flat_map(|s| &s.batches)
-        .map(RecordBatch::num_rows)
-        .sum();
+    let segments =
+        if args.stages.contains(&Stage::Encoding) || args.stages.contains(&Stage::Sorting) {
+            eprintln!("reading back {} …", args.data.display());
+            read_segments(&args.data)?
+        } else {
+            Vec::new()
+        };
     let mb = |b: u64| b as f64 / 1e6;
     let per_gb = |cpu: f64| cpu / (input as f64 / 1e9);
 
     println!("machine: {}", machine());
-    println!(
-        "input: {} ({:.1} MB); {} segments, {rows} rows read back",
-        args.corpus.display(),
-        mb(input),
-        segments.len()
-    );
+    println!("input: {} ({:.1} MB)", args.corpus.display(), mb(input));
+    if !segments.is_empty() {
+        let rows: usize = segments
+            .iter()
+            .flat_map(|s| &s.batches)
+            .map(RecordBatch::num_rows)
+            .sum();
+        println!("{} segments, {rows} rows read back", segments.len());
+    }
     println!();
     println!("| stage | CPU s | CPU s per GB of input | MB/s per core | output MB |");
     println!("|---|---|---|---|---|");
@@ -226,35 +488,97 @@ fn main() -> Result<()> {
             out.map_or("–".into(), |b| format!("{:.1}", mb(b)))
         );
     };
-    let lines = rows as u64;
+    // Every stage must take every line of the corpus (it holds no bad one).
+    eprintln!("framing …");
+    let (cpu, lines) = read(&corpus, |line| !std::hint::black_box(line).is_empty());
+    row("frame lines (memchr)", cpu, None);
     let check = |name: &str, ok: u64| {
         if ok != lines {
             bail!("{name} accepted {ok} lines of {lines}");
         }
         Ok(())
     };
-    eprintln!("framing …");
-    let (cpu, ok) = read(&corpus, |line| !std::hint::black_box(line).is_empty());
-    check("framing", ok)?;
-    row("frame lines (memchr)", cpu, None);
-    eprintln!("tokenizing …");
-    let (tokenize, ok) = read(&corpus, |line| {
-        std::str::from_utf8(line)
-            .ok()
-            .is_some_and(|s| json::parse(s, &mut Skip, json::Options::default()).is_ok())
-    });
-    check("weft's tokenizer", ok)?;
-    row(
-        "frame + UTF-8 check + weft's tokenizer, keeping nothing",
-        tokenize,
-        None,
-    );
-    eprintln!("serde_json …");
-    let (cpu, ok) = read(&corpus, |line| {
-        serde_json::from_slice::<IgnoredAny>(line).is_ok()
-    });
-    check("serde_json", ok)?;
-    row("frame + serde_json skipping each line (peer)", cpu, None);
+    let mut tokenize = None;
+    // The daemon's own stages, for the sum printed last.
+    let (mut normalized, mut received, mut sorted) = (None, None, None);
+    if args.stages.contains(&Stage::Reading) {
+        eprintln!("tokenizing …");
+        let (cpu, ok) = read(&corpus, |line| {
+            std::str::from_utf8(line)
+                .ok()
+                .is_some_and(|s| json::parse(s, &mut Skip, json::Options::default()).is_ok())
+        });
+        check("weft's tokenizer", ok)?;
+        row(
+            "frame + UTF-8 check + weft's tokenizer, keeping nothing",
+            cpu,
+            None,
+        );
+        tokenize = Some(cpu);
+        eprintln!("serde_json …");
+        let (cpu, ok) = read(&corpus, |line| {
+            serde_json::from_slice::<IgnoredAny>(line).is_ok()
+        });
+        check("serde_json", ok)?;
+        row("frame + serde_json skipping each line (peer)", cpu, None);
+    }
+    if args.stages.contains(&Stage::Normalizing) {
+        for (size, name) in [(1 << 20, "1 MiB"), (64 << 20, "64 MiB")] {
+            eprintln!("normalizing {name} bodies …");
+            let (cpu, ok) = normalize(&corpus, size);
+            check("the normalizer", ok)?;
+            if size == 1 << 20 {
+                normalized = Some(cpu);
+            }
+            row(
+                &format!("frame + normalize into Arrow batches, {name} bodies"),
+                cpu,
+                None,
+            );
+        }
+    }
+    if args.stages.contains(&Stage::Receiving) {
+        let bodies = cut_at_line_ends(&corpus, 1 << 20);
+        eprintln!("receiving …");
+        let cpu = receive(&bodies, None)?;
+        row(
+            "HTTP/1.1 on loopback, 1 MiB bodies received and answered (axum, one thread)",
+            cpu,
+            None,
+        );
+        eprintln!("receiving into the WAL …");
+        let _ = std::fs::remove_dir_all(&args.work);
+        std::fs::create_dir_all(&args.work)
+            .with_context(|| format!("cannot create {}", args.work.display()))?;
+        let cpu = receive(&bodies, Some(&args.work.join("wal")))?;
+        std::fs::remove_dir_all(&args.work)?;
+        received = Some(cpu);
+        row(
+            "the same, each body appended to weft's WAL and fsynced before the answer",
+            cpu,
+            None,
+        );
+    }
+    if args.stages.contains(&Stage::Sorting) {
+        eprintln!("sorting and gathering as a flush does …");
+        let cpu = sort_and_gather(&corpus)?;
+        sorted = Some(cpu);
+        row(
+            "a flush without encoding: 1 MiB bodies' batches in 128 MiB parts, split by hour, sorted and gathered (weft's own)",
+            cpu,
+            None,
+        );
+        eprintln!("sorting with arrow's kernels …");
+        let cpu = sort_and_take(&segments)?;
+        row(
+            "peer: each segment's rows sorted with arrow's lexsort and every column taken",
+            cpu,
+            None,
+        );
+    }
+    if !args.stages.contains(&Stage::Encoding) {
+        return Ok(());
+    }
     // Variants take turns, `repeat` rounds of them, so a slow spell of the
     // machine spreads over all of them; each row is the median round.
     let variants = variants();
@@ -292,12 +616,23 @@ fn main() -> Result<()> {
             Some(r.output.stdout.len() as u64),
         );
     }
-    println!();
-    println!(
-        "reading with weft's tokenizer + encoding with weft's settings: {:.2} CPU s per GB, \
-         a ceiling of {:.0} MB/s per core before any normalizing, sorting or gathering",
-        per_gb(tokenize + medians[0]),
-        mb(input) / (tokenize + medians[0])
-    );
+    if let Some(tokenize) = tokenize {
+        println!();
+        println!(
+            "reading with weft's tokenizer + encoding with weft's settings: {:.2} CPU s per GB, \
+             a ceiling of {:.0} MB/s per core before any normalizing, sorting or gathering",
+            per_gb(tokenize + medians[0]),
+            mb(input) / (tokenize + medians[0])
+        );
+    }
+    if let (Some(n), Some(r), Some(s)) = (normalized, received, sorted) {
+        let sum = n + r + s + medians[0];
+        println!(
+            "the daemon's stages one after another (1 MiB bodies normalized, received into the WAL, \
+             sorted and gathered, encoded with weft's settings): {:.2} CPU s per GB, {:.0} MB/s per core",
+            per_gb(sum),
+            mb(input) / sum
+        );
+    }
     Ok(())
 }
