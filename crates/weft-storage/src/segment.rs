@@ -463,23 +463,49 @@ impl Rows {
 }
 
 /// The sort key of one row: compared field by field, with the id's first
-/// eight bytes standing in for the id until two rows tie on them.
+/// eight bytes standing in for the id (see [`logs_order`]).
 #[derive(Debug, Clone, Copy)]
 struct RowKey {
     /// Rank of the service among the batch's service names; nulls last.
     service: u32,
     /// 0 for an id, 1 for none (nulls last).
     id_null: u8,
+    /// 0 for a time, 1 for none (nulls last).
+    time_null: u8,
     /// The id's first eight bytes, big-endian, zero-padded.
     id_prefix: u64,
+    /// The time (0 when null).
+    time: i64,
     row: u32,
+}
+
+impl RowKey {
+    /// The order on everything but the id past its prefix.
+    fn by_prefix(&self, other: &Self) -> std::cmp::Ordering {
+        self.service
+            .cmp(&other.service)
+            .then(self.id_null.cmp(&other.id_null))
+            .then(self.id_prefix.cmp(&other.id_prefix))
+            .then(self.time_null.cmp(&other.time_null))
+            .then(self.time.cmp(&other.time))
+    }
+
+    /// Whether `other` has the same service and id prefix.
+    fn same_prefix(&self, other: &Self) -> bool {
+        self.service == other.service
+            && self.id_null == other.id_null
+            && self.id_prefix == other.id_prefix
+    }
 }
 
 /// Row order for segments: `service`, `correlation_id`, `timestamp`, each
 /// ascending with nulls last. Sorts plain keys (a service rank from the
-/// dictionary, an 8-byte id prefix) and compares whole ids only on prefix
-/// ties: several times faster than a generic multi-column sort, which
-/// compares every pair through the column types.
+/// dictionary, an 8-byte id prefix, the time): several times faster than a
+/// generic multi-column sort, which compares every pair through the column
+/// types. Rows that share a service and id prefix then lie together, in
+/// time order; one pass over each such run checks that its ids are equal
+/// (rows of one request share their id) and sorts again, by whole id and
+/// time, only the runs where they are not.
 fn logs_order(batch: &RecordBatch) -> Result<Vec<u32>> {
     let col = |name: &str| {
         batch
@@ -540,35 +566,36 @@ fn logs_order(batch: &RecordBatch) -> Result<Vec<u32>> {
                 p[..n].copy_from_slice(&b[..n]);
                 (0, u64::from_be_bytes(p))
             };
+            let (time_null, time) = if ts.is_null(row) {
+                (1, 0)
+            } else {
+                (0, ts.value(row))
+            };
             RowKey {
                 service,
                 id_null,
+                time_null,
                 id_prefix,
+                time,
                 row: row as u32,
             }
         })
         .collect();
-    let time = |row: u32| {
-        let row = row as usize;
-        (
-            ts.is_null(row),
-            if ts.is_null(row) { 0 } else { ts.value(row) },
-        )
-    };
-    keys.sort_unstable_by(|a, b| {
-        a.service
-            .cmp(&b.service)
-            .then(a.id_null.cmp(&b.id_null))
-            .then(a.id_prefix.cmp(&b.id_prefix))
-            .then_with(|| {
-                if a.id_null == 0 {
-                    ids.value(a.row as usize).cmp(ids.value(b.row as usize))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-            .then_with(|| time(a.row).cmp(&time(b.row)))
-    });
+    keys.sort_unstable_by(RowKey::by_prefix);
+    let id = |k: &RowKey| ids.value(k.row as usize);
+    let mut start = 0;
+    while start < keys.len() {
+        let first = keys[start];
+        let len = keys[start..]
+            .iter()
+            .position(|k| !k.same_prefix(&first))
+            .unwrap_or(keys.len() - start);
+        let run = &mut keys[start..start + len];
+        if first.id_null == 0 && run.iter().any(|k| id(k) != id(&first)) {
+            run.sort_unstable_by(|a, b| id(a).cmp(id(b)).then_with(|| a.by_prefix(b)));
+        }
+        start += len;
+    }
     Ok(keys.into_iter().map(|k| k.row).collect())
 }
 
@@ -744,6 +771,8 @@ mod tests {
             "abcdefg",
             "zz",
             "abcdefgh1x",
+            // Zero-padded, "abcdefg" has this one's prefix.
+            "abcdefg\0",
         ];
         let mut service = StringDictionaryBuilder::<Int32Type>::new();
         let mut id = Vec::new();
@@ -753,7 +782,7 @@ mod tests {
                 0 => service.append_null(),
                 k => service.append_value(services[(k as usize - 1) % services.len()]),
             }
-            id.push(match next(8) {
+            id.push(match next(ids.len() as u64 + 1) {
                 0 => None,
                 k => Some(ids[k as usize - 1]),
             });
