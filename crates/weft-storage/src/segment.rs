@@ -591,8 +591,12 @@ fn logs_order(batch: &RecordBatch) -> Result<Vec<u32>> {
             .position(|k| !k.same_prefix(&first))
             .unwrap_or(keys.len() - start);
         let run = &mut keys[start..start + len];
-        if first.id_null == 0 && run.iter().any(|k| id(k) != id(&first)) {
-            run.sort_unstable_by(|a, b| id(a).cmp(id(b)).then_with(|| a.by_prefix(b)));
+        // A run of one, or of rows without an id, is in order already.
+        if len > 1 && first.id_null == 0 {
+            let first_id = id(&first);
+            if run[1..].iter().any(|k| id(k) != first_id) {
+                run.sort_unstable_by(|a, b| id(a).cmp(id(b)).then_with(|| a.by_prefix(b)));
+            }
         }
         start += len;
     }
