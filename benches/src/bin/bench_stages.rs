@@ -269,6 +269,33 @@ fn normalize(corpus: &[u8], size: usize) -> (f64, u64) {
     (thread_cpu() - start, ok)
 }
 
+/// The peer of [`normalize`]: the stack's own JSON reader (arrow-json's
+/// decoder) making each body of at most `size` bytes into record batches of
+/// `schema`, dropping them; (CPU s, rows decoded). It does less than the
+/// normalizer (no core columns, no shape, no split by service) and keeps
+/// nested objects as structs.
+fn decode_arrow_json(corpus: &[u8], size: usize, schema: &SchemaRef) -> Result<(f64, u64)> {
+    let start = thread_cpu();
+    let mut rows = 0;
+    for body in cut_at_line_ends(corpus, size) {
+        let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
+            .with_batch_size(BATCH_ROWS)
+            .with_coerce_primitive(true)
+            .build_decoder()?;
+        let mut rest = body;
+        loop {
+            let read = decoder.decode(rest)?;
+            rest = &rest[read..];
+            match decoder.flush()? {
+                Some(batch) => rows += batch.num_rows() as u64,
+                None if rest.is_empty() => break,
+                None => {}
+            }
+        }
+    }
+    Ok((thread_cpu() - start, rows))
+}
+
 /// Posts `bodies` over HTTP/1.1 on loopback, one after another on one
 /// connection, to an axum server running on one thread of its own; with
 /// `wal` set the server appends each body to weft's WAL there and fsyncs
@@ -384,7 +411,11 @@ const PART_BYTES: usize = 128 << 20;
 /// daemon's flush takes its buffer, split by hour, sorted into segment
 /// order and gathered into the 16 Ki-row batches the writer would be
 /// handed; CPU seconds of the splitting, sorting and gathering.
-fn sort_and_gather(corpus: &[u8]) -> Result<f64> {
+///
+/// With `by_id` false the rows of each hour are only grouped by service and
+/// otherwise kept as they arrived: what a flush would cost if segments were
+/// not sorted by correlation id.
+fn sort_and_gather(corpus: &[u8], by_id: bool) -> Result<f64> {
     let options = body_options();
     let source: Arc<str> = Arc::from("bench");
     let mut cpu = 0.0;
@@ -404,8 +435,32 @@ fn sort_and_gather(corpus: &[u8]) -> Result<f64> {
         let schema = merged_schema(Table::Logs, &batches)?.context("a part without batches")?;
         let rows = segment::Rows::new(schema, &batches)?;
         let cols: Vec<usize> = (0..rows.schema().fields().len()).collect();
+        // Each batch holds one service's rows: rank the batches by service.
+        let mut ranks: Vec<String> = Vec::new();
+        let rank: Vec<usize> = batches
+            .iter()
+            .filter(|_| !by_id)
+            .map(|b| {
+                let name = b
+                    .column_by_name(model::SERVICE)
+                    .map(|c| arrow::util::display::array_value_to_string(c, 0))
+                    .transpose()?
+                    .unwrap_or_default();
+                Ok(match ranks.iter().position(|s| *s == name) {
+                    Some(i) => i,
+                    None => {
+                        ranks.push(name);
+                        ranks.len() - 1
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
         for mut hour in rows.by_hour(model::TIMESTAMP)? {
-            rows.sort_logs(&mut hour.rows)?;
+            if by_id {
+                rows.sort_logs(&mut hour.rows)?;
+            } else {
+                hour.rows.sort_by_key(|&(b, _)| rank[b as usize]);
+            }
             for chunk in hour.rows.chunks(BATCH_ROWS) {
                 std::hint::black_box(rows.project(chunk, &cols)?);
             }
@@ -536,6 +591,23 @@ fn main() -> Result<()> {
                 None,
             );
         }
+        eprintln!("inferring the corpus's schema for arrow-json (not timed) …");
+        let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
+            std::io::Cursor::new(&corpus[..]),
+            None,
+        )?;
+        let schema = Arc::new(schema);
+        eprintln!("decoding 1 MiB bodies with arrow-json …");
+        let (cpu, ok) = decode_arrow_json(&corpus, 1 << 20, &schema)?;
+        check("arrow-json", ok)?;
+        row(
+            &format!(
+                "peer: arrow-json decoding 1 MiB bodies into batches of the corpus's inferred schema ({} top-level columns)",
+                schema.fields().len()
+            ),
+            cpu,
+            None,
+        );
     }
     if args.stages.contains(&Stage::Receiving) {
         let bodies = cut_at_line_ends(&corpus, 1 << 20);
@@ -561,10 +633,17 @@ fn main() -> Result<()> {
     }
     if args.stages.contains(&Stage::Sorting) {
         eprintln!("sorting and gathering as a flush does …");
-        let cpu = sort_and_gather(&corpus)?;
+        let cpu = sort_and_gather(&corpus, true)?;
         sorted = Some(cpu);
         row(
             "a flush without encoding: 1 MiB bodies' batches in 128 MiB parts, split by hour, sorted and gathered (weft's own)",
+            cpu,
+            None,
+        );
+        eprintln!("gathering by service in arrival order …");
+        let cpu = sort_and_gather(&corpus, false)?;
+        row(
+            "the same with rows only grouped by service, in arrival order (no id sort)",
             cpu,
             None,
         );
