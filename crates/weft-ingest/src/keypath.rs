@@ -31,21 +31,33 @@ impl KeyPath {
     /// Moves to member `key` of the innermost object and writes `,"key":`
     /// (the comma only after its first member) to `out`. Ignored outside an object.
     pub(crate) fn key(&mut self, key: JsonStr<'_>, out: &mut String) {
-        let Some((prefix, seen)) = self.objects.last_mut() else {
+        let Some(prefix) = self.member(key, out) else {
             return;
         };
-        if *seen {
-            out.push(',');
-        }
-        *seen = true;
-        let prefix = *prefix;
-        out.push('"');
-        out.push_str(key.raw());
-        out.push_str("\":");
         self.path.truncate(prefix);
         if prefix > 0 {
             self.path.push('.');
         }
         key.decode_into(&mut self.path);
+    }
+
+    /// Writes what [`key`](Self::key) writes to `out`, leaving the path
+    /// empty: for a walk that needs the member keys but not their paths.
+    pub(crate) fn key_unfollowed(&mut self, key: JsonStr<'_>, out: &mut String) {
+        self.member(key, out);
+    }
+
+    /// Writes `,"key":` for a member of the innermost object; its path
+    /// prefix, or `None` outside an object.
+    fn member(&mut self, key: JsonStr<'_>, out: &mut String) -> Option<usize> {
+        let (prefix, seen) = self.objects.last_mut()?;
+        if *seen {
+            out.push(',');
+        }
+        *seen = true;
+        out.push('"');
+        out.push_str(key.raw());
+        out.push_str("\":");
+        Some(*prefix)
     }
 }

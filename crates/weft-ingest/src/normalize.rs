@@ -58,7 +58,11 @@ struct Leaf {
 struct Walk {
     base: usize,
     leaves: Vec<Leaf>,
-    /// All leaf paths of the line, back to back; leaves index into it.
+    /// Whether leaf paths are kept: only a line of a skeleton not met
+    /// before needs them (see [`Plan`]).
+    paths: bool,
+    /// All leaf paths of the line, back to back; leaves index into it
+    /// (each leaf's path is empty when `paths` is off).
     arena: String,
     /// The path of the member being read.
     keys: KeyPath,
@@ -69,8 +73,9 @@ struct Walk {
 }
 
 impl Walk {
-    fn reset(&mut self, line: &str) {
+    fn reset(&mut self, line: &str, paths: bool) {
         self.base = line.as_ptr() as usize;
+        self.paths = paths;
         self.leaves.clear();
         self.arena.clear();
         self.keys.clear();
@@ -84,7 +89,9 @@ impl Walk {
 
     fn leaf(&mut self, kind: Kind, value: Range<usize>) {
         let start = self.arena.len();
-        self.arena.push_str(&self.keys.path);
+        if self.paths {
+            self.arena.push_str(&self.keys.path);
+        }
         self.leaves.push(Leaf {
             path: start..self.arena.len(),
             kind,
@@ -134,7 +141,11 @@ impl<'a> Visitor<'a> for Walk {
         if self.array_depth > 0 {
             return;
         }
-        self.keys.key(key, &mut self.shape);
+        if self.paths {
+            self.keys.key(key, &mut self.shape);
+        } else {
+            self.keys.key_unfollowed(key, &mut self.shape);
+        }
     }
 
     fn string(&mut self, v: JsonStr<'a>) {
@@ -193,8 +204,20 @@ struct PathInfo {
     path: Arc<str>,
     role: Option<(Role, u8)>,
     slot: Slot,
-    /// Last line this path was seen in (only the first occurrence can feed a core column).
-    seen_line: usize,
+}
+
+/// What every record of one skeleton (its shape without core entries)
+/// shares: the skeleton names each leaf's path in order, so the path ids
+/// and the leaves that may feed a core column are worked out once for
+/// it, and a record of a house style met before hashes one string
+/// instead of looking up each of its paths.
+#[derive(Debug)]
+struct Plan {
+    /// The path id of each leaf.
+    ids: Box<[u32]>,
+    /// (leaf, role, priority) of each leaf whose path feeds a core column,
+    /// the first of the record's leaves with that path only.
+    roles: Box<[(u32, Role, u8)]>,
 }
 
 /// The rows of one service being built: one `logs` batch of its own, with
@@ -309,8 +332,6 @@ pub struct BatchBuilder {
     observed_at: i64,
     /// Rows in all parts.
     rows: usize,
-    /// Lines committed by this builder, ever (marks a path seen in a line).
-    lines: usize,
     /// One part per service, in first-seen order.
     parts: Vec<Part>,
     /// The part of each service; lines without one use `unnamed`.
@@ -319,12 +340,9 @@ pub struct BatchBuilder {
     /// Every leaf path seen, by id.
     paths: Vec<PathInfo>,
     path_ids: HashMap<Box<str>, u32>,
-    /// The path ids of a record's leaves, by its skeleton (the shape
-    /// without core entries), which names every leaf's path in order:
-    /// records of one house style hash one string instead of each path.
-    shape_paths: HashMap<Box<str>, Box<[u32]>>,
-    /// The path id of each leaf of the current line.
-    leaf_ids: Vec<u32>,
+    /// The plans of the skeletons met, and each skeleton's plan.
+    plans: Vec<Plan>,
+    plan_of: HashMap<Box<str>, u32>,
     walk: Walk,
     choices: [Option<Choice>; 7],
     scratch: String,
@@ -362,14 +380,13 @@ impl BatchBuilder {
             defaults: Defaults::default(),
             observed_at: 0,
             rows: 0,
-            lines: 0,
             parts: Vec::new(),
             part_of: HashMap::new(),
             unnamed: None,
             paths: Vec::new(),
             path_ids: HashMap::new(),
-            shape_paths: HashMap::new(),
-            leaf_ids: Vec::new(),
+            plans: Vec::new(),
+            plan_of: HashMap::new(),
             walk: Walk::default(),
             choices: Default::default(),
             scratch: String::new(),
@@ -449,48 +466,57 @@ impl BatchBuilder {
             None => return Err(Reason::NotAnObject("blank")),
             Some(_) => return Err(Reason::NotJson),
         }
-        self.walk.reset(line);
+        self.walk.reset(line, false);
         let options = json::Options {
             max_depth: self.config.max_depth,
         };
         json::parse(line, &mut self.walk, options).map_err(Reason::Json)?;
-        self.commit(line);
+        let plan = match self.plan_of.get(self.walk.shape.as_str()) {
+            Some(&plan) => plan,
+            None => {
+                // A skeleton not met before: walk again, keeping each leaf's path.
+                self.walk.reset(line, true);
+                json::parse(line, &mut self.walk, options).map_err(Reason::Json)?;
+                self.new_plan()
+            }
+        };
+        self.commit(line, plan as usize);
         Ok(())
     }
 
     /// Resolves core columns and writes the parsed line as the next row of
     /// its service's part.
-    fn commit(&mut self, line: &str) {
-        let seen = self.lines;
-        self.lines += 1;
+    fn commit(&mut self, line: &str, plan: usize) {
         self.choices = Default::default();
-        self.resolve_paths();
         // Pass 1: pick the best candidate for each core column.
-        for i in 0..self.walk.leaves.len() {
-            let leaf = &self.walk.leaves[i];
-            let info = &mut self.paths[self.leaf_ids[i] as usize];
-            let first = info.seen_line != seen;
-            info.seen_line = seen;
-            let Some((role, priority)) = info.role.filter(|_| first) else {
-                continue;
-            };
-            let leaf = leaf.clone();
-            offer(&mut self.choices, role, priority, i, &leaf, line);
+        for &(i, role, priority) in &self.plans[plan].roles {
+            let i = i as usize;
+            offer(
+                &mut self.choices,
+                role,
+                priority,
+                i,
+                &self.walk.leaves[i],
+                line,
+            );
         }
         let part = self.part_for(line);
         let row = self.parts[part].rows;
         // Pass 2: consumed leaves are in core columns; every other leaf goes to
         // its own column or to `_extra`.
+        let mut consumed = [usize::MAX; 7];
+        for (choice, leaf) in self.choices.iter().zip(&mut consumed) {
+            if let Some(Choice { leaf: i, value, .. }) = choice
+                && !matches!(value, CoreVal::Derived(..))
+            {
+                *leaf = *i;
+            }
+        }
         self.extra_buf.clear();
         for i in 0..self.walk.leaves.len() {
-            let consumed = self
-                .choices
-                .iter()
-                .flatten()
-                .any(|c| c.leaf == i && !matches!(c.value, CoreVal::Derived(..)));
-            if !consumed {
+            if !consumed.contains(&i) {
                 let leaf = self.walk.leaves[i].clone();
-                self.write_dynamic(part, row, self.leaf_ids[i], &leaf, line);
+                self.write_dynamic(part, row, self.plans[plan].ids[i], &leaf, line);
             }
         }
         self.write_core(part, line);
@@ -543,16 +569,18 @@ impl BatchBuilder {
         i
     }
 
-    /// Sets `leaf_ids` to the path id of each leaf of the walked line.
-    fn resolve_paths(&mut self) {
-        /// Skeletons remembered per builder before the map starts afresh.
+    /// The plan of the walked line's skeleton, made from its leaves'
+    /// paths (the walk must have kept them); returns its index.
+    fn new_plan(&mut self) -> u32 {
+        /// Skeletons remembered per builder before the plans start afresh.
         const MAX_SHAPES: usize = 4096;
-        self.leaf_ids.clear();
-        if let Some(ids) = self.shape_paths.get(self.walk.shape.as_str()) {
-            self.leaf_ids.extend_from_slice(ids);
-            return;
+        if self.plans.len() >= MAX_SHAPES {
+            self.plans.clear();
+            self.plan_of.clear();
         }
-        for leaf in &self.walk.leaves {
+        let mut ids = Vec::with_capacity(self.walk.leaves.len());
+        let mut roles = Vec::new();
+        for (i, leaf) in self.walk.leaves.iter().enumerate() {
             let path = &self.walk.arena[leaf.path.clone()];
             let id = match self.path_ids.get(path) {
                 Some(&id) => id,
@@ -562,21 +590,27 @@ impl BatchBuilder {
                         path: Arc::from(path),
                         role: self.roles.get(path).copied(),
                         slot: Slot::Undecided,
-                        seen_line: usize::MAX,
                     });
                     self.path_ids.insert(Box::from(path), id);
                     id
                 }
             };
-            self.leaf_ids.push(id);
+            // Only a path's first leaf in a record can feed a core column.
+            if let Some((role, priority)) = self.paths[id as usize].role
+                && !ids.contains(&id)
+            {
+                roles.push((i as u32, role, priority));
+            }
+            ids.push(id);
         }
-        if self.shape_paths.len() >= MAX_SHAPES {
-            self.shape_paths.clear();
-        }
-        self.shape_paths.insert(
-            Box::from(self.walk.shape.as_str()),
-            self.leaf_ids.as_slice().into(),
-        );
+        let plan = self.plans.len() as u32;
+        self.plans.push(Plan {
+            ids: ids.into(),
+            roles: roles.into(),
+        });
+        self.plan_of
+            .insert(Box::from(self.walk.shape.as_str()), plan);
+        plan
     }
 
     fn write_dynamic(&mut self, part: usize, row: usize, id: u32, leaf: &Leaf, line: &str) {

@@ -355,6 +355,42 @@ fn duplicate_keys_and_reserved_names_keep_every_value_in_order() {
 }
 
 #[test]
+fn a_skeleton_met_again_is_read_as_the_first_time() {
+    // The second and third lines reuse the first one's skeleton (its path
+    // ids and core candidates are worked out once); the fourth spells a key
+    // with an escape, a skeleton of its own with the same paths.
+    let lines = [
+        r#"{"msg":"one","msg":"two","service":"a","n":1,"o":{"k":true}}"#,
+        r#"{"msg":"three","msg":"four","service":"a","n":2,"o":{"k":false}}"#,
+        r#"{"msg":"","msg":"five","service":"a","n":3,"o":{"k":true}}"#,
+        r#"{"m\u0073g":"six","msg":"seven","service":"a","n":4,"o":{"k":true}}"#,
+    ];
+    let (logs, rejects) = run(&lines);
+    assert!(rejects.is_none());
+    let logs = logs.unwrap();
+    let messages: Vec<_> = (0..4).map(|r| text(&logs, "message", r)).collect();
+    let seconds: Vec<_> = (0..4).map(|r| text(&logs, "msg", r)).collect();
+    let n: Vec<_> = (0..4).map(|r| text(&logs, "n", r)).collect();
+    let k: Vec<_> = (0..4).map(|r| text(&logs, "o.k", r)).collect();
+    assert_eq!(
+        messages,
+        [Some("one"), Some("three"), Some(""), Some("six")].map(|m| m.map(String::from))
+    );
+    assert_eq!(
+        seconds,
+        [Some("two"), Some("four"), Some("five"), Some("seven")].map(|m| m.map(String::from))
+    );
+    assert_eq!(n, ["1", "2", "3", "4"].map(|v| Some(v.to_owned())));
+    assert_eq!(
+        k,
+        ["true", "false", "true", "true"].map(|v| Some(v.to_owned()))
+    );
+    for (row, line) in lines.iter().enumerate() {
+        assert_eq!(&rebuild(&logs, row).unwrap(), line);
+    }
+}
+
+#[test]
 fn traceparent_feeds_ids_unless_zero_or_malformed() {
     let (logs, _) = run(&[
         r#"{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#,
