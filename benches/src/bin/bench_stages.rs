@@ -438,11 +438,12 @@ fn sort_and_gather(corpus: &[u8], by_id: bool) -> Result<f64> {
         let schema = merged_schema(Table::Logs, &batches)?.context("a part without batches")?;
         let rows = segment::Rows::new(schema, &batches)?;
         let cols: Vec<usize> = (0..rows.schema().fields().len()).collect();
-        // Each batch holds one service's rows: rank the batches by service.
+        // Each batch holds one service's rows: rank the batches by service
+        // (only needed when the rows are not sorted by id).
         let mut ranks: Vec<String> = Vec::new();
-        let rank: Vec<usize> = batches
+        let ranked = if by_id { &[][..] } else { &batches[..] };
+        let rank: Vec<usize> = ranked
             .iter()
-            .filter(|_| !by_id)
             .map(|b| {
                 let name = b
                     .column_by_name(model::SERVICE)

@@ -504,14 +504,10 @@ impl BatchBuilder {
         let row = self.parts[part].rows;
         // Pass 2: consumed leaves are in core columns; every other leaf goes to
         // its own column or to `_extra`.
-        let mut consumed = [usize::MAX; 7];
-        for (choice, leaf) in self.choices.iter().zip(&mut consumed) {
-            if let Some(Choice { leaf: i, value, .. }) = choice
-                && !matches!(value, CoreVal::Derived(..))
-            {
-                *leaf = *i;
-            }
-        }
+        let consumed = self.choices.each_ref().map(|choice| match choice {
+            Some(c) if !matches!(c.value, CoreVal::Derived(..)) => c.leaf,
+            _ => usize::MAX,
+        });
         self.extra_buf.clear();
         for i in 0..self.walk.leaves.len() {
             if !consumed.contains(&i) {
